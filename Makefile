@@ -1,0 +1,39 @@
+# Everything sets itself up: a fresh machine needs only python3, git and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCRATCH := .scratch
+
+.PHONY: run test check lint types setup clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ansible]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: the main job on the bundled examples, in a scratch copy of this repository
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_example.py --scratch $(SCRATCH)
+
+## make test: the whole suite
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check reconciler tests benchmarks scripts
+
+types: $(STAMP)
+	$(BIN)/mypy --strict reconciler
+
+## make check: lint, types and tests, as CI runs them
+check: lint types test
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(SCRATCH) build *.egg-info
