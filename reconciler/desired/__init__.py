@@ -1,0 +1,1 @@
+"""Desired state: the files of a GitOps repository, read from a commit."""

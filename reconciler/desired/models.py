@@ -1,0 +1,211 @@
+"""The schemas of the files in a GitOps repository (SPEC section 2).
+
+These pydantic models are the edge: YAML comes in here, is refused here with
+the field's location, and leaves as plain frozen values. Unknown fields are
+errors everywhere, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+from reconciler.domain.states import Phase
+
+#: SPEC section 2.1: names of environments and blueprints.
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+API_VERSION = "reconciler/v1"
+
+
+class Schema(BaseModel):
+    """Strict, frozen, camelCase in YAML."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=False,
+    )
+
+
+class DesiredState(StrEnum):
+    """What an environment file may ask for."""
+
+    CREATED = "created"
+    PROVISIONED = "provisioned"
+    CONFIGURED = "configured"
+    RELEASED = "released"
+    RUNNING = "running"
+    DESTROYED = "destroyed"
+
+
+class SecretRef(Schema):
+    """``{fromEnv: NAME}``: read from the reconciler's environment at run time, never written anywhere."""
+
+    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+#: A declared value: scalars, lists, maps, or a secret reference.
+VarValue = SecretRef | str | int | float | bool | None | list[Any] | dict[str, Any]
+
+
+class ShellStep(Schema):
+    run: str
+    env: dict[str, SecretRef | str] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout_seconds: int | None = Field(default=None, gt=0)
+
+
+class TofuStep(Schema):
+    module: str
+    vars: dict[str, VarValue] = Field(default_factory=dict)
+    action: Literal["apply", "destroy"] = "apply"
+    binary: str | None = None
+
+
+class AnsibleStep(Schema):
+    playbook: str
+    inventory: str | None = None
+    extra_vars: dict[str, VarValue] = Field(default_factory=dict)
+
+
+class HttpStep(Schema):
+    url: str
+    expect_status: int = Field(default=200, ge=100, le=599)
+    timeout_seconds: float = Field(default=30, gt=0)
+
+
+class StepKind(StrEnum):
+    SHELL = "shell"
+    TOFU = "tofu"
+    ANSIBLE = "ansible"
+    HTTP = "http"
+
+
+class Step(Schema):
+    """One step: exactly one of ``shell``, ``tofu``, ``ansible``, ``http``.
+
+    ``name`` labels it in failures and traces; ``reapply`` (check steps only)
+    names the phase to re-apply from when the check fails.
+    """
+
+    name: str | None = None
+    shell: ShellStep | None = None
+    tofu: TofuStep | None = None
+    ansible: AnsibleStep | None = None
+    http: HttpStep | None = None
+    reapply: Literal["provision", "configure", "release", "run"] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Step:
+        kinds = [k for k in StepKind if getattr(self, k.value) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) or "none"
+            raise ValueError(f"a step needs exactly one of: shell, tofu, ansible, http (found: {found})")
+        return self
+
+    @property
+    def kind(self) -> StepKind:
+        return next(k for k in StepKind if getattr(self, k.value) is not None)
+
+    @property
+    def body(self) -> ShellStep | TofuStep | AnsibleStep | HttpStep:
+        body: ShellStep | TofuStep | AnsibleStep | HttpStep | None = getattr(self, self.kind.value)
+        assert body is not None
+        return body
+
+    def describe(self) -> str:
+        """What the step is, for failures and traces: ``tofu apply infra/vm``."""
+        if self.name:
+            return self.name
+        body = self.body
+        if isinstance(body, ShellStep):
+            first = body.run.strip().splitlines()[0] if body.run.strip() else ""
+            return f"shell {first[:60]}"
+        if isinstance(body, TofuStep):
+            return f"tofu {body.action} {body.module}"
+        if isinstance(body, AnsibleStep):
+            return f"ansible {body.playbook}"
+        return f"http {body.url}"
+
+
+class Phases(Schema):
+    """Each phase's steps; a phase left out comes from the blueprint, else is a no-op."""
+
+    provision: list[Step] | None = None
+    configure: list[Step] | None = None
+    release: list[Step] | None = None
+    run: list[Step] | None = None
+    destroy: list[Step] | None = None
+    check: list[Step] | None = None
+
+    def get(self, phase: Phase | Literal["check"]) -> list[Step] | None:
+        steps: list[Step] | None = getattr(self, str(phase))
+        return steps
+
+
+class Retry(Schema):
+    limit: int = Field(default=3, ge=0)
+    backoff_seconds: float = Field(default=30, ge=0)
+
+
+class Metadata(Schema):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class EnvironmentSpec(Schema):
+    desired_state: DesiredState
+    blueprint: Name | None = None
+    vars: dict[str, VarValue] = Field(default_factory=dict)
+    depends_on: list[Name] = Field(default_factory=list)
+    suspend: bool = False
+    protected: bool = False
+    retry: Retry = Field(default_factory=Retry)
+    timeout_seconds: int = Field(default=1800, gt=0)
+    phases: Phases = Field(default_factory=Phases)
+
+
+class EnvironmentFile(Schema):
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["Environment"]
+    metadata: Metadata
+    spec: EnvironmentSpec
+
+
+class BlueprintSpec(Schema):
+    vars: dict[str, VarValue] = Field(default_factory=dict)
+    phases: Phases = Field(default_factory=Phases)
+
+
+class BlueprintMetadata(Schema):
+    name: Name
+
+
+class BlueprintFile(Schema):
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["Blueprint"]
+    metadata: BlueprintMetadata
+    spec: BlueprintSpec = Field(default_factory=BlueprintSpec)
+
+
+class Identity(Schema):
+    name: str = "reconciler"
+    email: str = "reconciler@localhost"
+
+
+class ConfigFile(Schema):
+    """``reconciler.yaml``; every field optional."""
+
+    api_version: Literal["reconciler/v1"] = "reconciler/v1"
+    kind: Literal["Config"] = "Config"
+    branch: str | None = None
+    state_ref: str = "refs/heads/reconciler/state"
+    remote: str | None = None
+    prune: bool = False
+    identity: Identity = Field(default_factory=Identity)
