@@ -1,0 +1,84 @@
+"""Desired state after loading: what the planner and the engine consume.
+
+A ``DesiredSnapshot`` is one revision of the GitOps repository, read and
+checked: every valid environment resolved against its blueprint, every bad
+file reduced to ``Problem`` values that name the file, line and field. These
+are plain frozen values: no git objects, no YAML nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from reconciler.desired.models import ConfigFile, DesiredState, EnvironmentSpec, Step
+from reconciler.domain.states import Phase
+
+PhaseOrCheck = Phase | Literal["check"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One refusal, printed as ``path:line:col: message``."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    #: The environment this problem belongs to, or ``None`` for a repository-wide one.
+    environment: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ResolvedEnvironment:
+    """One environment with its blueprint merged in.
+
+    ``phases`` holds the merged steps of every phase (empty tuple = no-op
+    phase) and ``check``; ``phase_hashes`` the input hash of each lifecycle
+    phase (SPEC section 3, Planning), which the planner compares with the
+    hashes recorded on the state branch.
+    """
+
+    name: str
+    path: str
+    spec: EnvironmentSpec
+    vars: Mapping[str, Any]
+    phases: Mapping[PhaseOrCheck, tuple[Step, ...]]
+    phase_hashes: Mapping[Phase, str]
+    #: The blob id of the environment file, for caching and change detection.
+    blob_id: str = ""
+
+    @property
+    def desired_state(self) -> DesiredState:
+        return self.spec.desired_state
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return tuple(self.spec.depends_on)
+
+    def steps(self, phase: PhaseOrCheck) -> tuple[Step, ...]:
+        return self.phases.get(phase, ())
+
+
+@dataclass(frozen=True)
+class DesiredSnapshot:
+    """One revision of the repository, loaded."""
+
+    #: The desired-state commit, or ``None`` when read from a work tree.
+    commit: str | None
+    config: ConfigFile
+    environments: Mapping[str, ResolvedEnvironment] = field(default_factory=lambda: MappingProxyType({}))
+    #: Environments whose file exists but is invalid: left alone, reported.
+    broken: Mapping[str, tuple[Problem, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: Every problem found, environment-specific or not, in path order.
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every environment that has a file at this revision, valid or not."""
+        return frozenset(self.environments) | frozenset(self.broken)
