@@ -7,14 +7,7 @@ from typing import Annotated
 import typer
 
 from reconciler import __version__, logfmt
-
-app = typer.Typer(
-    name="reconcile",
-    help="Reconcile environments declared in git, recording every transition on a state branch.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+from reconciler.cli.app import app
 
 
 def _version(value: bool) -> None:
@@ -36,7 +29,7 @@ def _root(
 
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
-    pass
+    from reconciler.cli import commands_daemon, commands_desired, commands_plan, commands_state  # noqa: F401
 
 
 _register()
