@@ -1,0 +1,299 @@
+"""The state branch (SPEC section 4.1): observed state and audit trail in the repository itself.
+
+Every transition is one commit on ``ref`` whose tree holds ``<name>/state.json``
+for every environment. The ref is written with libgit2 directly, never through
+the work tree, the index or HEAD. See docs/state-branch.md and
+docs/decisions/002-state-branch-cas.md for the compare-and-swap and durability.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import pygit2
+
+from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError
+from reconciler.store.errors import CorruptStateError, LostRace, StoreError
+from reconciler.store.lock import holder_label, this_holder
+from reconciler.store.message import TransitionMessage
+from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
+from reconciler.store.recovery import force_unlock
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+#: Serializes this host's writers; created inside the git dir, released by the kernel if a writer dies.
+WRITER_LOCK_FILE = "reconciler-state.lock"
+#: How often a commit is rebuilt when the branch moved for *other* environments meanwhile.
+MAX_REF_RETRIES = 32
+
+
+def _load_syncfs() -> ctypes._NamedFuncPointer | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _load_syncfs()
+
+
+class GitStore:
+    """A ``StateStore`` on a branch of a git repository (bare or not)."""
+
+    def __init__(
+        self,
+        repo_path: str | os.PathLike[str],
+        ref: str = DEFAULT_STATE_REF,
+        fsync: bool = True,
+        identity: tuple[str, str] = ("reconciler", "reconciler@localhost"),
+        *,
+        per_file_fsync: bool = False,
+    ) -> None:
+        """``fsync``: a transition is on disk when ``apply`` returns (see ``_sync``).
+
+        ``per_file_fsync`` makes libgit2 fsync every object and ref file instead
+        of one ``syncfs`` barrier (slower; the fallback where ``syncfs`` is missing).
+        """
+        self._per_file_fsync = fsync and (per_file_fsync or _SYNCFS is None)
+        if self._per_file_fsync:
+            # libgit2 reads this when the repository's ref database is opened.
+            pygit2.settings.enable_fsync_gitdir(True)
+        try:
+            self._repo = pygit2.Repository(os.fspath(repo_path))
+        except (pygit2.GitError, KeyError) as e:
+            raise StoreError(f"{repo_path}: not a git repository: {e}") from e
+        self.ref = ref
+        self.fsync = fsync
+        self.identity = identity
+        self._writer_lock = Path(self._repo.path) / WRITER_LOCK_FILE
+        self._mutex = threading.RLock()
+
+    # -- reading -------------------------------------------------------------------
+
+    def _tip(self) -> pygit2.Commit | None:
+        reference = self._repo.references.get(self.ref)
+        if reference is None:
+            return None
+        obj = self._repo.get(reference.resolve().target)
+        if not isinstance(obj, pygit2.Commit):
+            raise StoreError(f"{self.ref} does not point at a commit")
+        return obj
+
+    def _path(self, name: str) -> str:
+        return f"{self.ref}:{name}/{STATE_FILE}"
+
+    def _entry(self, tree: pygit2.Tree, name: str) -> pygit2.Object | None:
+        try:
+            return tree[f"{name}/{STATE_FILE}"]
+        except KeyError:
+            return None
+
+    def _parse(self, name: str, obj: pygit2.Object) -> Observed | CorruptState:
+        if not isinstance(obj, pygit2.Blob):
+            return CorruptState(name, self._path(name), f"{STATE_FILE} is not a file")
+        try:
+            env = AnyEnvironment.from_json(obj.data)
+        except StateDocumentError as e:
+            return CorruptState(name, self._path(name), str(e))
+        except UnicodeDecodeError as e:
+            return CorruptState(name, self._path(name), f"not UTF-8 text: {e}")
+        if env.name != name:
+            return CorruptState(name, self._path(name), f"document names environment '{env.name}'")
+        return Observed(env=env, version=str(obj.id))
+
+    def read(self, name: str) -> Observed | None:
+        with self._mutex:
+            tip = self._tip()
+            obj = None if tip is None else self._entry(tip.tree, name)
+            if obj is None:
+                return None
+            result = self._parse(name, obj)
+        if isinstance(result, CorruptState):
+            raise CorruptStateError(result)
+        return result
+
+    def read_all(self) -> dict[str, Observed | CorruptState]:
+        with self._mutex:
+            tip = self._tip()
+            if tip is None:
+                return {}
+            found: dict[str, Observed | CorruptState] = {}
+            for entry in tip.tree:
+                if entry.type_str != "tree" or entry.name is None:
+                    continue
+                obj = self._entry(tip.tree, entry.name)
+                if obj is not None:
+                    found[entry.name] = self._parse(entry.name, obj)
+            return dict(sorted(found.items()))
+
+    # -- writing -------------------------------------------------------------------
+
+    def _sync(self, fd: int) -> None:
+        """Make everything written so far durable, with one ``syncfs(2)`` of the git dir's filesystem.
+
+        One barrier costs about what libgit2 spends fsyncing a single object
+        (it fsyncs each object, its directory and the ref separately).
+        """
+        if not self.fsync or self._per_file_fsync or _SYNCFS is None:
+            return
+        if _SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise StoreError(f"syncfs of {self._repo.path} failed: {os.strerror(err)}")
+
+    @contextmanager
+    def _writers_serialized(self) -> Iterator[int]:
+        """One writer at a time on this host; the ref's own CAS still guards against any other."""
+        with self._mutex:
+            fd = os.open(self._writer_lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield fd
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _tree_with(self, base: pygit2.Tree | None, name: str, blob_id: pygit2.Oid) -> pygit2.Oid:
+        repo = self._repo
+        existing = None
+        if base is not None and name in base:
+            sub = repo.get(base[name].id)
+            existing = sub if isinstance(sub, pygit2.Tree) else None
+        sub_builder = repo.TreeBuilder(existing) if existing is not None else repo.TreeBuilder()
+        sub_builder.insert(STATE_FILE, blob_id, pygit2.GIT_FILEMODE_BLOB)
+        root_builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+        root_builder.insert(name, sub_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        return root_builder.write()
+
+    def _move_ref(self, tip: pygit2.Commit | None, commit_id: pygit2.Oid, log: str) -> bool:
+        """Compare-and-swap the ref from ``tip`` to ``commit_id``; ``False`` if it had moved."""
+        refs = self._repo.references
+        try:
+            if tip is None:
+                self._repo.create_reference_direct(self.ref, commit_id, False, message=log)
+                return True
+            reference = refs.get(self.ref)
+            if reference is None or reference.target != tip.id:
+                return False
+            # libgit2's set_target writes only if the ref still holds the value read
+            # (git_reference_create_matching under the ref's .lock file).
+            reference.set_target(commit_id, log)
+        except pygit2.AlreadyExistsError:
+            return False
+        except pygit2.GitError as e:
+            text = str(e)
+            if "old reference value does not match" in text or "lock" in text:
+                return False
+            raise StoreError(f"cannot update {self.ref}: {e}") from e
+        return True
+
+    def apply(
+        self,
+        name: str,
+        expected_version: str | None,
+        after: AnyEnvironment,
+        *,
+        from_state: str,
+        desired_commit: str | None,
+        detail: str | None = None,
+    ) -> Observed:
+        if after.name != name:
+            raise ValueError(f"cannot store environment '{after.name}' under the name '{name}'")
+        message = TransitionMessage(
+            name=name,
+            from_state=from_state,
+            to_state=after.state_name,
+            desired_commit=desired_commit,
+            holder=holder_label(this_holder()),
+            detail=detail,
+        ).format()
+        data = after.to_json().encode()
+        repo = self._repo
+        try:
+            with self._writers_serialized() as lock_fd:
+                blob_id = repo.create_blob(data)
+                for _ in range(MAX_REF_RETRIES):
+                    tip = self._tip()
+                    current = None if tip is None else self._entry(tip.tree, name)
+                    if current is not None:
+                        parsed = self._parse(name, current)
+                        if isinstance(parsed, CorruptState):
+                            raise CorruptStateError(parsed)
+                    current_version = None if current is None else str(current.id)
+                    if current_version != expected_version:
+                        raise LostRace(
+                            f"{name}: changed since it was read "
+                            f"(expected version {expected_version}, found {current_version})"
+                        )
+                    tree_id = self._tree_with(None if tip is None else tip.tree, name, blob_id)
+                    now = datetime.now(UTC)
+                    signature = pygit2.Signature(*self.identity, int(now.timestamp()), 0)
+                    parents = [] if tip is None else [tip.id]
+                    commit_id = repo.create_commit(None, signature, signature, message, tree_id, parents)
+                    # Objects reach the disk before the ref names them, the ref before we return.
+                    self._sync(lock_fd)
+                    if self._move_ref(tip, commit_id, f"reconcile: {message.splitlines()[0]}"):
+                        self._sync(lock_fd)
+                        return Observed(env=after, version=str(blob_id))
+                    logger.debug("state branch moved under us, rebuilding", extra={"environment": name})
+        except pygit2.GitError as e:
+            raise StoreError(f"cannot write {self._path(name)}: {e}") from e
+        raise LostRace(f"{name}: {self.ref} kept moving; gave up after {MAX_REF_RETRIES} attempts")
+
+    # -- the audit trail -------------------------------------------------------------
+
+    def _transitions(self) -> Iterator[tuple[pygit2.Commit, TransitionMessage]]:
+        commit = self._tip()
+        while commit is not None:
+            parsed = TransitionMessage.parse(commit.message)
+            if parsed is not None:
+                yield commit, parsed
+            commit = commit.parents[0] if commit.parents else None
+
+    def history(self, name: str | None = None, limit: int | None = None) -> list[TransitionRecord]:
+        records: list[TransitionRecord] = []
+        with self._mutex:
+            for commit, msg in self._transitions():
+                if limit is not None and len(records) >= limit:
+                    break
+                if name is not None and msg.name != name:
+                    continue
+                records.append(
+                    TransitionRecord(
+                        name=msg.name,
+                        from_state=msg.from_state,
+                        to_state=msg.to_state,
+                        desired_commit=msg.desired_commit,
+                        holder=msg.holder,
+                        detail=msg.detail,
+                        at=datetime.fromtimestamp(commit.commit_time, UTC),
+                        commit_id=str(commit.id),
+                    )
+                )
+        return records
+
+    def failure_before(self, name: str) -> FailureContext | None:
+        """The failure ``name`` carried before its latest transition (read from that commit's parent)."""
+        with self._mutex:
+            for commit, msg in self._transitions():
+                if msg.name != name:
+                    continue
+                if not commit.parents:
+                    return None
+                obj = self._entry(commit.parents[0].tree, name)
+                parsed = None if obj is None else self._parse(name, obj)
+                return parsed.env.error_details if isinstance(parsed, Observed) else None
+        return None
+
+    def unlock(self, name: str, lock_id: UUID) -> Observed:
+        return force_unlock(self, name, lock_id)
