@@ -1,0 +1,218 @@
+"""Jinja2 in a sandbox for step fields, and ``{fromEnv: NAME}`` secrets (SPEC section 2.3).
+
+Every string field of a step except ``shell.run`` may use ``{{ environment.name }}``,
+``{{ vars.X }}`` and ``{{ outputs.X }}``; any other name is an error, never an
+empty string. ``shell.run`` is never rendered, so no declared value can inject
+shell syntax. Secrets are read from the reconciler's environment at render
+time and handed back so the runner can redact them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.meta import find_undeclared_variables
+from jinja2.sandbox import SandboxedEnvironment
+
+from reconciler.desired.models import SecretRef, Step
+from reconciler.desired.validation import field_path
+
+#: The names a template may use.
+TEMPLATE_NAMES = frozenset({"environment", "vars", "outputs"})
+_MARKERS = ("{{", "{%", "{#")
+_NEVER_RENDERED = ("shell", "run")
+
+_jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+Loc = tuple[str | int, ...]
+
+
+class TemplateError(Exception):
+    """A step field that cannot be rendered: the field and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    """A step ready to run, and the secret values it now holds (to redact from output)."""
+
+    step: Step
+    secrets: frozenset[str]
+
+
+def is_template(value: str) -> bool:
+    return any(m in value for m in _MARKERS)
+
+
+def _secret_name(value: Any) -> str | None:
+    if isinstance(value, SecretRef):
+        return value.from_env
+    if isinstance(value, dict) and set(value) == {"fromEnv"} and isinstance(value["fromEnv"], str):
+        return value["fromEnv"]
+    return None
+
+
+def _resolve(value: Any, environ: Mapping[str, str], field: str, secrets: set[str]) -> Any:
+    name = _secret_name(value)
+    if name is not None:
+        if name not in environ:
+            raise TemplateError(
+                field, f"the environment variable {name} is not set (the value is {{fromEnv: {name}}})"
+            )
+        secrets.add(environ[name])
+        return environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve(v, environ, f"{field}.{k}", secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, environ, f"{field}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+def resolve_vars(
+    vars: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Vars with every ``{fromEnv: NAME}`` replaced by its value, and the set of those values."""
+    secrets: set[str] = set()
+    out = {k: _resolve(v, environ, f"vars.{k}", secrets) for k, v in vars.items()}
+    return out, frozenset(s for s in secrets if s)
+
+
+def _render_tree(value: Any, loc: Loc, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        if loc == _NEVER_RENDERED or not is_template(value):
+            return value
+        try:
+            return _jinja.from_string(value).render(context)
+        except JinjaTemplateError as e:
+            raise TemplateError(field_path(loc), str(e.message or e)) from e
+    if isinstance(value, dict):
+        return {k: _render_tree(v, (*loc, k), context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_tree(v, (*loc, i), context) for i, v in enumerate(value)]
+    return value
+
+
+def render_step(
+    step: Step,
+    *,
+    environment: str,
+    vars: Mapping[str, Any],
+    outputs: Mapping[str, str],
+    environ: Mapping[str, str],
+) -> RenderedStep:
+    """The step with its templates rendered and its secrets resolved."""
+    resolved_vars, secrets = resolve_vars(vars, environ)
+    found: set[str] = set(secrets)
+    data = step.model_dump(by_alias=True, exclude_none=True)
+    data = _resolve(data, environ, "step", found)
+    context = {"environment": {"name": environment}, "vars": resolved_vars, "outputs": dict(outputs)}
+    rendered = _render_tree(data, (), context)
+    return RenderedStep(Step.model_validate(rendered), frozenset(s for s in found if s))
+
+
+def _strings(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    if isinstance(value, str):
+        return [] if loc == _NEVER_RENDERED else [(loc, value)]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _strings(v, (*loc, k))]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _strings(v, (*loc, i))]
+    return []
+
+
+def _templates(step: Step) -> list[tuple[Loc, nodes.Template | str]]:
+    """Each templated field with its parsed form, or the syntax error message."""
+    out: list[tuple[Loc, nodes.Template | str]] = []
+    for loc, text in _strings(step.model_dump(by_alias=True, exclude_none=True), ()):
+        if not is_template(text):
+            continue
+        try:
+            out.append((loc, _jinja.parse(text)))
+        except TemplateSyntaxError as e:
+            out.append((loc, f"invalid template syntax: {e.message} (template line {e.lineno})"))
+    return out
+
+
+def _var_refs(ast: nodes.Template, root: str) -> tuple[set[str], bool]:
+    """Attributes read from ``root``, and whether ``root`` is also used some other way."""
+    names: set[str] = set()
+    direct = 0
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not (isinstance(target, nodes.Name) and target.name == root):
+            continue
+        if isinstance(node, nodes.Getattr):
+            names.add(node.attr)
+            direct += 1
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            names.add(node.arg.value)
+            direct += 1
+    total = sum(1 for n in ast.find_all(nodes.Name) if n.name == root)
+    return names, total > direct
+
+
+def template_issues(step: Step, declared_vars: Collection[str] | None = None) -> list[tuple[Loc, str]]:
+    """Static checks of a step's templates, each with the field it is about (relative to the step)."""
+    issues: list[tuple[Loc, str]] = []
+    for loc, parsed in _templates(step):
+        where = f"`{field_path(loc)}`"
+        if isinstance(parsed, str):
+            issues.append((loc, f"{where}: {parsed}"))
+            continue
+        unknown = sorted(find_undeclared_variables(parsed) - TEMPLATE_NAMES)
+        if unknown:
+            issues.append(
+                (
+                    loc,
+                    f"{where}: the template uses {', '.join(unknown)}; only environment.name, "
+                    "vars.NAME and outputs.NAME are available",
+                )
+            )
+        env_attrs, _ = _var_refs(parsed, "environment")
+        if env_attrs - {"name"}:
+            bad = ", ".join(f"environment.{a}" for a in sorted(env_attrs - {"name"}))
+            issues.append((loc, f"{where}: {bad} is not defined; environment has only `name`"))
+        if declared_vars is not None:
+            used, _ = _var_refs(parsed, "vars")
+            missing = sorted(used - set(declared_vars))
+            if missing:
+                have = ", ".join(sorted(declared_vars)) or "none"
+                issues.append(
+                    (
+                        loc,
+                        f"{where}: {', '.join('vars.' + m for m in missing)} is not declared in "
+                        f"spec.vars of the environment or its blueprint (declared: {have})",
+                    )
+                )
+    return issues
+
+
+def template_problems(step: Step, declared_vars: Collection[str] | None = None) -> list[str]:
+    """What ``validate`` reports about a step's templates before anything runs."""
+    return [message for _, message in template_issues(step, declared_vars)]
+
+
+def referenced_vars(steps: Collection[Step]) -> frozenset[str] | None:
+    """The vars the steps' templates read, or ``None`` when they may read any (``vars`` used whole)."""
+    names: set[str] = set()
+    for step in steps:
+        for _, parsed in _templates(step):
+            if isinstance(parsed, str):
+                continue
+            used, whole = _var_refs(parsed, "vars")
+            if whole:
+                return None
+            names |= used
+    return frozenset(names)
