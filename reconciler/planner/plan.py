@@ -1,0 +1,460 @@
+"""Deciding what to do: observed state x desired state x clock -> the transitions to run and why.
+
+A pure function of values (SPEC section 3, Planning): no git, no processes,
+no clock reads. The engine acts on a ``CHANGES`` plan; ``reconcile plan``
+prints every plan. See docs/decisions/005-planner.md for the choices the
+SPEC leaves open.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from reconciler.desired.models import DesiredState, Retry
+from reconciler.desired.resolved import DesiredSnapshot, ResolvedEnvironment
+from reconciler.domain.erased import AnyEnvironment
+from reconciler.domain.states import (
+    FAILED,
+    FORWARD_PHASES,
+    Destroyed,
+    DestroyFailed,
+    Phase,
+    State,
+    completed_phases,
+)
+from reconciler.domain.values import ErrorKind, FailureContext, Lock, PhaseRecord, format_timestamp
+from reconciler.planner.model import Action, ActionKind, EnvironmentPlan, PlanContext, Verdict
+
+#: How many forward phases each desired state needs completed.
+_LEVEL: Mapping[DesiredState, int] = {
+    DesiredState.CREATED: 0,
+    DesiredState.PROVISIONED: 1,
+    DesiredState.CONFIGURED: 2,
+    DesiredState.RELEASED: 3,
+    DesiredState.RUNNING: 4,
+}
+#: The success state of each forward phase, as a reason says it: "not yet provisioned".
+_DONE: Mapping[Phase, str] = {
+    Phase.PROVISION: "provisioned",
+    Phase.CONFIGURE: "configured",
+    Phase.RELEASE: "released",
+    Phase.RUN: "running",
+}
+
+
+class Unreadable(Protocol):
+    """A state that could not be read (the store's ``CorruptState``): reported, left alone."""
+
+    @property
+    def error(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A plan before the name and states are attached."""
+
+    verdict: Verdict
+    reason: str
+    actions: tuple[Action, ...] = ()
+    retry_at: datetime | None = None
+    next_attempt: int = 1
+
+
+# -- one environment -------------------------------------------------------------------
+
+
+def plan_environment(
+    name: str,
+    observed: AnyEnvironment | None,
+    desired: ResolvedEnvironment | None,
+    ctx: PlanContext,
+) -> EnvironmentPlan:
+    """What reconciling ``name`` would do now, and why."""
+    decision = _decide(name, observed, desired, ctx)
+    return EnvironmentPlan(
+        name=name,
+        verdict=decision.verdict,
+        actions=decision.actions,
+        reason=decision.reason,
+        observed_state=observed.state_name if observed is not None else None,
+        desired_state=str(desired.desired_state) if desired is not None else None,
+        retry_at=decision.retry_at,
+        next_attempt=decision.next_attempt,
+    )
+
+
+def _decide(
+    name: str, observed: AnyEnvironment | None, desired: ResolvedEnvironment | None, ctx: PlanContext
+) -> _Decision:
+    if observed is not None and observed.is_in_progress:
+        lock = observed.lock
+        if lock is not None and not ctx.lock_stale:
+            return _Decision(Verdict.WAITING, _locked_reason(observed, lock))
+        core = _recover(name, observed, desired, ctx)
+    elif desired is None:
+        core = _undeclared(name, observed, ctx)
+    else:
+        core = _declared(name, observed, desired, ctx.now)
+    return _gate(core, desired, ctx)
+
+
+def _locked_reason(observed: AnyEnvironment, lock: Lock) -> str:
+    holder = f"{lock.holder.host}:{lock.holder.pid}"
+    return f"{observed.state_name}: locked by {holder} until {format_timestamp(lock.expires_at)}"
+
+
+def _recover(
+    name: str, observed: AnyEnvironment, desired: ResolvedEnvironment | None, ctx: PlanContext
+) -> _Decision:
+    """A stale lock: end the phase as ``interrupted``, then plan from that failed state.
+
+    The planner cannot see the attempt count of the failure the interrupted run
+    was retrying (the store can, and keeps it); an interruption is retried at
+    once either way, so the plan does not depend on it.
+    """
+    phase = observed.state.phase
+    assert phase is not None  # every in-progress state belongs to a phase
+    why = "lock expired or its holder is gone" if observed.lock is not None else "no lock recorded"
+    recover = Action(ActionKind.RECOVER, phase, f"{observed.state_name} was interrupted ({why})")
+    failed = _View(
+        state=FAILED[phase],
+        phases=observed.phases,
+        failure=FailureContext(
+            phase=phase,
+            failed_step=f"{phase} phase",
+            error_kind=ErrorKind.INTERRUPTED,
+            error_summary="interrupted",
+            attempt=0,
+            execution_started_at=ctx.now,
+            failed_at=ctx.now,
+            execution_duration_seconds=0,
+        ),
+    )
+    if desired is None:
+        rest = _undeclared_view(name, failed, ctx) if ctx.prune else None
+    else:
+        rest = _declared_view(name, failed, desired, ctx.now)
+    if rest is None or rest.verdict is not Verdict.CHANGES:
+        then = f"; then {rest.verdict}: {rest.reason}" if rest is not None else ""
+        return _Decision(Verdict.CHANGES, f"stale lock on {observed.state_name}: recover{then}", (recover,))
+    return replace(
+        rest,
+        actions=(recover, *rest.actions),
+        reason=f"stale lock on {observed.state_name}: recover, then {rest.reason}",
+    )
+
+
+def _undeclared(name: str, observed: AnyEnvironment | None, ctx: PlanContext) -> _Decision:
+    if observed is None:
+        return _Decision(Verdict.UNMANAGED, "no environment file and no recorded state")
+    return _undeclared_view(name, _View.of(observed), ctx)
+
+
+def _undeclared_view(name: str, view: _View, ctx: PlanContext) -> _Decision:
+    if view.state is Destroyed:
+        return _Decision(Verdict.CONVERGED, "environment file removed; already destroyed")
+    if not ctx.prune:
+        return _Decision(
+            Verdict.UNMANAGED,
+            "environment file removed; left as it is (set `prune: true` in reconciler.yaml to destroy it)",
+        )
+    return _destroy(name, view, None, Retry(), now=ctx.now, why="environment file removed and prune is on")
+
+
+def _declared(
+    name: str, observed: AnyEnvironment | None, desired: ResolvedEnvironment, now: datetime
+) -> _Decision:
+    if observed is None:
+        if desired.desired_state is DesiredState.DESTROYED:
+            return _Decision(Verdict.CONVERGED, "destroyed (never created)")
+        create = Action(ActionKind.CREATE, None, "no recorded state yet")
+        return _forward_from_scratch(create, desired)
+    return _declared_view(name, _View.of(observed), desired, now)
+
+
+def _declared_view(name: str, view: _View, desired: ResolvedEnvironment, now: datetime) -> _Decision:
+    wanted = desired.desired_state
+    if wanted is DesiredState.DESTROYED:
+        if view.state is Destroyed:
+            return _Decision(Verdict.CONVERGED, "destroyed")
+        if desired.spec.protected:
+            return _Decision(
+                Verdict.PROTECTED,
+                f"desired state is destroyed, but the environment is protected: it stays {view.state.name}",
+            )
+        hash_ = desired.phase_hashes.get(Phase.DESTROY)
+        return _destroy(name, view, hash_, desired.spec.retry, now=now, why="desired state is destroyed")
+    if view.state is Destroyed:
+        recreate = Action(ActionKind.RECREATE, None, f"destroyed, desired {wanted}")
+        return _forward_from_scratch(recreate, desired)
+    return _forward(name, view, desired, now)
+
+
+def _forward_from_scratch(first: Action, desired: ResolvedEnvironment) -> _Decision:
+    phases = FORWARD_PHASES[: _LEVEL[desired.desired_state]]
+    actions = (first, *(Action(ActionKind.PHASE, p, f"not yet {_DONE[p]}") for p in phases))
+    return _Decision(Verdict.CHANGES, f"{first.reason}: {_steps(actions)}", actions)
+
+
+def _forward(name: str, view: _View, desired: ResolvedEnvironment, now: datetime) -> _Decision:
+    """Desired created..running from any state that is neither in progress nor destroyed."""
+    wanted = desired.desired_state
+    level = _LEVEL[wanted]
+    failed = view.failure.phase if view.failure is not None else None
+    forward_failure = failed in FORWARD_PHASES
+    reached = len(completed_phases(view.state)) + (1 if forward_failure else 0)
+    if reached > level:
+        return _Decision(
+            Verdict.AHEAD,
+            f"observed {view.state.name} is past desired {wanted}; nothing is undone",
+        )
+    actions = _phases_to_run(view, desired, FORWARD_PHASES[:level])
+    if not actions and view.state.name != wanted:
+        # Only destroy_failed -> created: no transition leads back to ``created`` but ``recreate``.
+        return _Decision(
+            Verdict.BLOCKED,
+            f"no transition leads from {view.state.name} to {wanted}; "
+            "declare `provisioned` or later to rebuild it, or `destroyed` to retry the destroy",
+        )
+    if not actions:
+        return _Decision(Verdict.CONVERGED, f"{wanted}; inputs unchanged")
+    summary = f"{actions[0].reason}: {_steps(actions)}"
+    if failed is None or not forward_failure or view.failure is None:
+        return _Decision(Verdict.CHANGES, summary, actions)
+    return _retry(name, view.failure, actions, desired.phase_hashes.get(failed), desired.spec.retry, now=now)
+
+
+def _phases_to_run(
+    view: _View, desired: ResolvedEnvironment, wanted: tuple[Phase, ...]
+) -> tuple[Action, ...]:
+    """Every phase from the earliest one needing a run through the last wanted one."""
+    completed = completed_phases(view.state)
+    own: dict[Phase, str] = {}
+    for phase in wanted:
+        if phase not in completed:
+            own[phase] = f"not yet {_DONE[phase]}"
+            continue
+        want = desired.phase_hashes.get(phase)
+        record = view.phases.get(phase)
+        if want is None:
+            continue  # nothing to compare with: completion alone counts
+        if record is None:
+            own[phase] = f"{phase} inputs not recorded"
+        elif record.hash != want:
+            own[phase] = f"{phase} inputs changed"
+    if not own:
+        return ()
+    first = next(p for p in wanted if p in own)
+    start = wanted.index(first)
+    return tuple(Action(ActionKind.PHASE, p, own.get(p, f"re-applied after {first}")) for p in wanted[start:])
+
+
+def _destroy(
+    name: str, view: _View, hash_: str | None, retry: Retry, *, now: datetime, why: str
+) -> _Decision:
+    action = Action(ActionKind.PHASE, Phase.DESTROY, why)
+    if view.state is DestroyFailed and view.failure is not None:
+        return _retry(name, view.failure, (action,), hash_, retry, now=now)
+    return _Decision(Verdict.CHANGES, f"{why}: destroy", (action,))
+
+
+def _retry(
+    name: str,
+    failure: FailureContext,
+    actions: tuple[Action, ...],
+    desired_hash: str | None,
+    retry: Retry,
+    *,
+    now: datetime,
+) -> _Decision:
+    """The retry rules for a failed phase that the plan runs again (SPEC section 3)."""
+    failed = failure.phase
+    what = f"{failed} failed: {failure.error_summary}"
+    first = actions[0]
+    if first.phase is not failed:
+        reason = f"{first.phase} inputs changed since {what}; attempts reset"
+        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", actions)
+    if failure.phase_hash is not None and desired_hash is not None and failure.phase_hash != desired_hash:
+        reason = f"{failed} inputs changed since it failed; attempts reset"
+        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason))
+    if failure.attempt == 0:
+        reason = "retry requested" if failure.error_kind is not ErrorKind.INTERRUPTED else "interrupted"
+        reason = f"{reason}; retry {failed} at once"
+        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason))
+    if failure.attempt >= retry.limit:
+        return _Decision(
+            Verdict.BLOCKED,
+            f"{what}; retries exhausted ({failure.attempt}/{retry.limit}); "
+            f"fix the inputs or run `reconcile retry {name}`",
+        )
+    attempt = failure.attempt + 1
+    counted = f"attempt {attempt}/{retry.limit}"
+    if failure.error_kind is ErrorKind.INTERRUPTED:
+        reason = f"{failed} was interrupted; retry at once ({counted})"
+        return _Decision(
+            Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason), next_attempt=attempt
+        )
+    retry_at = failure.failed_at + timedelta(seconds=retry.backoff_seconds * 2 ** (failure.attempt - 1))
+    if now < retry_at:
+        return _Decision(
+            Verdict.WAITING,
+            f"{what}; backing off until {format_timestamp(retry_at)} ({counted})",
+            _retitle(actions, f"retry after {what} ({counted})"),
+            retry_at=retry_at,
+            next_attempt=attempt,
+        )
+    reason = f"retry after {what} ({counted})"
+    return _Decision(
+        Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason), next_attempt=attempt
+    )
+
+
+def _retitle(actions: tuple[Action, ...], reason: str) -> tuple[Action, ...]:
+    return (replace(actions[0], reason=reason), *actions[1:])
+
+
+def _gate(core: _Decision, desired: ResolvedEnvironment | None, ctx: PlanContext) -> _Decision:
+    """Suspension and dependencies hold back a plan that would act."""
+    if desired is not None and desired.spec.suspend and core.verdict is not Verdict.CONVERGED:
+        return replace(core, verdict=Verdict.SUSPENDED, reason=f"suspended, nothing is done ({core.reason})")
+    if core.verdict is not Verdict.CHANGES:
+        return core
+    destroys = any(a.phase is Phase.DESTROY and a.kind is ActionKind.PHASE for a in core.actions)
+    if destroys:
+        alive = sorted(n for n, gone in ctx.dependents.items() if not gone)
+        if alive:
+            return replace(
+                core, verdict=Verdict.WAITING, reason=f"waiting for {_join(alive)} to be destroyed first"
+            )
+        return core
+    builds = any(a.kind is not ActionKind.RECOVER for a in core.actions)
+    pending = sorted(n for n, ready in ctx.dependencies.items() if not ready)
+    if builds and pending:
+        return replace(core, verdict=Verdict.WAITING, reason=f"waiting for {_join(pending)}")
+    return core
+
+
+def _steps(actions: Iterable[Action]) -> str:
+    return ", ".join(a.describe() for a in actions)
+
+
+def _join(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What a decision reads of an observed state, so a recovered state can be planned unbuilt."""
+
+    state: type[State]
+    phases: Mapping[Phase, PhaseRecord]
+    failure: FailureContext | None
+
+    @classmethod
+    def of(cls, env: AnyEnvironment) -> _View:
+        return cls(state=env.state, phases=env.phases, failure=env.error_details)
+
+
+# -- every environment ------------------------------------------------------------------
+
+
+def plan_all(
+    snapshot: DesiredSnapshot,
+    observed: Mapping[str, AnyEnvironment | Unreadable],
+    *,
+    now: datetime,
+    prune: bool,
+    lock_stale: Callable[[Lock], bool],
+) -> list[EnvironmentPlan]:
+    """A plan for every environment with a file or a state, dependencies before their dependents.
+
+    A dependency counts as converged when its own plan says ``converged``.
+    """
+    names = snapshot.names | frozenset(observed)
+    plans: dict[str, EnvironmentPlan] = {}
+    for name in dependency_order(names, snapshot):
+        found = observed.get(name)
+        env = found if isinstance(found, AnyEnvironment) else None
+        if found is not None and not isinstance(found, AnyEnvironment):
+            plans[name] = _corrupt(name, found, snapshot)
+            continue
+        if name in snapshot.broken:
+            plans[name] = _invalid(name, env, snapshot)
+            continue
+        desired = snapshot.environments.get(name)
+        deps = desired.depends_on if desired is not None else ()
+        dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps}
+        dependents = {
+            other: _gone(observed.get(other))
+            for other, spec in snapshot.environments.items()
+            if name in spec.depends_on
+        }
+        stale = env is not None and env.is_in_progress and (env.lock is None or lock_stale(env.lock))
+        ctx = PlanContext(
+            now=now, prune=prune, lock_stale=stale, dependencies=dependencies, dependents=dependents
+        )
+        plans[name] = plan_environment(name, env, desired, ctx)
+    return list(plans.values())
+
+
+def _gone(found: AnyEnvironment | Unreadable | None) -> bool:
+    return found is None or (isinstance(found, AnyEnvironment) and found.state is Destroyed)
+
+
+def _corrupt(name: str, found: Unreadable, snapshot: DesiredSnapshot) -> EnvironmentPlan:
+    path = getattr(found, "path", None)
+    where = f"{path}: " if path else ""
+    desired = snapshot.environments.get(name)
+    return EnvironmentPlan(
+        name=name,
+        verdict=Verdict.CORRUPT,
+        actions=(),
+        reason=f"state cannot be read, left alone: {where}{found.error}",
+        observed_state=None,
+        desired_state=str(desired.desired_state) if desired is not None else None,
+    )
+
+
+def _invalid(name: str, env: AnyEnvironment | None, snapshot: DesiredSnapshot) -> EnvironmentPlan:
+    problems = snapshot.broken[name]
+    first = str(problems[0]) if problems else "invalid environment file"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return EnvironmentPlan(
+        name=name,
+        verdict=Verdict.INVALID,
+        actions=(),
+        reason=f"environment file is invalid, left alone: {first}{more}",
+        observed_state=env.state_name if env is not None else None,
+        desired_state=None,
+    )
+
+
+def dependency_order(names: Iterable[str], snapshot: DesiredSnapshot) -> list[str]:
+    """Dependencies first, then by name; names in a cycle come last, by name."""
+    wanted = set(names)
+    needs = {
+        name: {d for d in env.depends_on if d in wanted and d != name}
+        for name, env in snapshot.environments.items()
+        if name in wanted
+    }
+    blocking: dict[str, set[str]] = {name: set() for name in wanted}
+    for name, deps in needs.items():
+        for dep in deps:
+            blocking[dep].add(name)
+    remaining = {name: len(needs.get(name, ())) for name in wanted}
+    ready = [name for name, count in remaining.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for dependent in blocking[name]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                heapq.heappush(ready, dependent)
+    placed = set(order)
+    return order + sorted(wanted - placed)
