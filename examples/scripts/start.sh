@@ -20,7 +20,7 @@ case "$service_dir" in
   *) die "RECONCILE_OUTPUT_SERVICE_DIR must be an absolute path (got '$service_dir'); did provision run?" ;;
 esac
 case "$port" in
-  ''|*[!0-9]*) die "RECONCILE_VAR_HTTP_PORT must be a number (got '$port')" ;;
+  ''|*[!0-9]*) die "vars.http_port (RECONCILE_VAR_HTTP_PORT) must be a number (got '$port')" ;;
 esac
 [ "$port" -ge 1024 ] && [ "$port" -le 65535 ] || die "port $port is outside 1024-65535"
 [ -f "$service_dir/www/health" ] || die "$service_dir/www/health is missing; did release run?"
