@@ -41,8 +41,8 @@ def merged_steps(env: EnvironmentFile) -> tuple[dict[str, Any], list[Step]]:
     vars_ = {**(bp.spec.vars if bp else {}), **env.spec.vars}
     steps: list[Step] = []
     for phase in ("provision", "configure", "release", "run", "destroy", "check"):
-        own = env.spec.phases.get(phase)  # type: ignore[arg-type]
-        steps += own if own is not None else ((bp.spec.phases.get(phase) if bp else None) or [])  # type: ignore[arg-type]
+        own = getattr(env.spec.phases, phase)
+        steps += own if own is not None else ((getattr(bp.spec.phases, phase) if bp else None) or [])
     return vars_, steps
 
 
@@ -67,7 +67,7 @@ def test_blueprint_file_is_valid_and_named_after_its_file(path: Path) -> None:
     bp = BlueprintFile.model_validate(load(path))
     assert bp.metadata.name == path.stem
     for phase in ("provision", "configure", "release", "run", "destroy", "check"):
-        assert bp.spec.phases.get(phase), f"webapp declares every phase, {phase} is missing"  # type: ignore[arg-type]
+        assert getattr(bp.spec.phases, phase), f"{path.name} declares every phase, {phase} is missing"
 
 
 def test_preview_depends_on_staging_and_ports_differ() -> None:
