@@ -107,4 +107,6 @@ def recreate(
     env: AnyEnvironment, *, desired_commit: str | None = None, at: datetime | None = None
 ) -> AnyEnvironment:
     """``destroyed`` back to ``created``."""
+    if env.state is not Destroyed:
+        raise InvalidTransition(f"{env.name}: cannot recreate from state '{env.state_name}'")
     return env.try_into(Destroyed).recreate(desired_commit=desired_commit, at=at).into_any()

@@ -57,6 +57,15 @@ def _frozen(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(mapping)) if mapping else _EMPTY
 
 
+def _when(at: datetime | None) -> datetime:
+    """``at`` or now; a naive time is refused here rather than when the state is written."""
+    if at is None:
+        return utcnow()
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"transition time must be timezone-aware, got naive {at.isoformat()}")
+    return at
+
+
 @dataclass(frozen=True)
 class Environment(Generic[S_co]):
     """One environment in state ``S``.
@@ -78,7 +87,7 @@ class Environment(Generic[S_co]):
     def create(
         name: str, *, desired_commit: str | None = None, at: datetime | None = None
     ) -> Environment[Created]:
-        return Environment(name=name, state=Created, desired_commit=desired_commit, updated_at=at or utcnow())
+        return Environment(name=name, state=Created, desired_commit=desired_commit, updated_at=_when(at))
 
     # -- the one transition helper -------------------------------------------------
 
@@ -93,7 +102,11 @@ class Environment(Generic[S_co]):
         phases: Mapping[Phase, PhaseRecord] | None = None,
         outputs: Mapping[str, str] | None = None,
     ) -> Environment[T]:
-        when = at or utcnow()
+        when = _when(at)
+        if failure is not None and failure.phase is not state.phase:
+            raise ValueError(
+                f"{self.name}: a {failure.phase} failure cannot put the environment in state '{state.name}'"
+            )
         logger.info(
             "state transition",
             extra={
@@ -127,7 +140,7 @@ class Environment(Generic[S_co]):
         outputs: Mapping[str, str] | None,
         at: datetime | None,
     ) -> Environment[T]:
-        when = at or utcnow()
+        when = _when(at)
         phases = dict(self.phases)
         if phase_hash is not None:
             phases[phase] = PhaseRecord(hash=phase_hash, completed_at=when)

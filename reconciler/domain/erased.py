@@ -130,7 +130,9 @@ class AnyEnvironment:
 
     def try_into(self, state: type[T]) -> Environment[T]:
         if self._env.state is not state:
-            raise StateTypeError(self.name, state.name, self.state_name)
+            # A capability or base class (``CanProvision``, ``Failed``) has no ``name``.
+            expected = getattr(state, "name", state.__name__)
+            raise StateTypeError(self.name, expected, self.state_name)
         return self._env  # type: ignore[return-value]  # checked just above
 
     # -- display and equality ------------------------------------------------------
@@ -186,6 +188,8 @@ class AnyEnvironment:
         if state.is_error() != (doc.failure is not None):
             need = "requires" if state.is_error() else "cannot carry"
             raise StateDocumentError(f"state '{doc.state}' {need} a failure context")
+        if doc.failure is not None and doc.failure.phase is not state.phase:
+            raise StateDocumentError(f"state '{doc.state}' cannot carry a {doc.failure.phase} failure")
         env: Environment[State] = Environment(
             name=doc.name,
             state=state,

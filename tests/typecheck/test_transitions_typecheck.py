@@ -1,9 +1,10 @@
 """The type-state, checked by mypy itself.
 
 Invalid transitions must be ``mypy --strict`` errors and valid ones must not
-(SPEC section 3). The allowed (state, method) pairs are written out below from
-the SPEC's table, not read from ``reconciler.domain``, so a wrong capability in
-the domain fails this test. Everything runs in one mypy invocation.
+(SPEC section 3). The allowed (state, method) pairs come from the SPEC's table
+as written out in ``tests/domain/lifecycle_table.py``, not from
+``reconciler.domain``, so a wrong capability in the domain fails this test.
+Everything runs in one mypy invocation.
 """
 
 from __future__ import annotations
@@ -16,75 +17,10 @@ from pathlib import Path
 import mypy.api
 import pytest
 
+from tests.domain.lifecycle_table import STATES, TRANSITIONS, class_name
+
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPETS = Path(__file__).resolve().parent / "snippets"
-
-# -- SPEC section 3, written out ---------------------------------------------------
-
-STATES = (
-    "created",
-    "provisioning",
-    "provisioned",
-    "configuring",
-    "configured",
-    "releasing",
-    "released",
-    "starting",
-    "running",
-    "destroying",
-    "destroyed",
-    "provision_failed",
-    "configure_failed",
-    "release_failed",
-    "run_failed",
-    "destroy_failed",
-)
-FAILED = frozenset(s for s in STATES if s.endswith("_failed"))
-IN_PROGRESS = frozenset({"provisioning", "configuring", "releasing", "starting", "destroying"})
-
-#: method -> (the states it may be called on, the state it leads to)
-TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
-    "start_provisioning": (
-        frozenset({"created", "provisioned", "configured", "released", "running"}) | FAILED,
-        "provisioning",
-    ),
-    "start_configuring": (
-        frozenset(
-            {
-                "provisioned",
-                "configured",
-                "released",
-                "running",
-                "configure_failed",
-                "release_failed",
-                "run_failed",
-            }
-        ),
-        "configuring",
-    ),
-    "start_releasing": (
-        frozenset({"configured", "released", "running", "release_failed", "run_failed"}),
-        "releasing",
-    ),
-    "start_running": (frozenset({"released", "running", "run_failed"}), "starting"),
-    "start_destroying": (frozenset(STATES) - {"destroyed"} - IN_PROGRESS, "destroying"),
-    "provisioned": (frozenset({"provisioning"}), "provisioned"),
-    "provision_failed": (frozenset({"provisioning"}), "provision_failed"),
-    "configured": (frozenset({"configuring"}), "configured"),
-    "configure_failed": (frozenset({"configuring"}), "configure_failed"),
-    "released": (frozenset({"releasing"}), "released"),
-    "release_failed": (frozenset({"releasing"}), "release_failed"),
-    "running": (frozenset({"starting"}), "running"),
-    "run_failed": (frozenset({"starting"}), "run_failed"),
-    "destroyed": (frozenset({"destroying"}), "destroyed"),
-    "destroy_failed": (frozenset({"destroying"}), "destroy_failed"),
-    "recreate": (frozenset({"destroyed"}), "created"),
-}
-START_METHODS = tuple(m for m in TRANSITIONS if m.startswith("start_"))
-
-
-def class_name(state: str) -> str:
-    return "".join(part.capitalize() for part in state.split("_"))
 
 
 def call(state: str, method: str) -> str:
