@@ -1,7 +1,161 @@
-"""Commands of SPEC section 5: plan. Each command registers itself on ``app``."""
+"""``reconcile plan``: what reconciling would do, per environment, and why (SPEC section 5).
+
+Reads the desired state of a revision (or the work tree), the observed state
+from the state branch, and prints the planner's decisions. With ``--base`` it
+is the pull-request view: what merging the revision over the base changes.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import pygit2
+import typer
+
 from reconciler.cli.app import app
+from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PlanFormat, RepoOption
+from reconciler.desired.loader import (
+    ENVIRONMENTS_DIR,
+    ParseCache,
+    RevisionError,
+    default_revision,
+    load_snapshot,
+    load_worktree,
+)
+from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.domain import AnyEnvironment, Lock
+from reconciler.planner import plan_all
+from reconciler.planner.plan import Unreadable
+from reconciler.planner.report import PlanReport, build_report, render_json, render_markdown, render_text
+from reconciler.store import GitStore, Observed, StoreError, is_stale
 
 __all__ = ["app"]
+
+logger = logging.getLogger(__name__)
+
+
+class PlanError(Exception):
+    """Something the user must fix before a plan can be made (exit 1)."""
+
+
+@app.command("plan")
+def plan_command(
+    *,
+    repo: RepoOption = Path("."),
+    rev: Annotated[
+        str | None,
+        typer.Option("--rev", help="The desired-state revision to plan (default: the desired branch)."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Pull-request view: what merging --rev over this revision changes."),
+    ] = None,
+    worktree: Annotated[
+        bool, typer.Option("--worktree", help="Plan the files on disk, committed or not (not with --rev).")
+    ] = False,
+    output: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = PlanFormat.TEXT,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 2 when reconciling would change something, else 0."),
+    ] = False,
+) -> None:
+    """Per environment: observed state, desired state, the transitions that would run and why."""
+    if worktree and rev is not None:
+        typer.echo("error: --rev and --worktree exclude each other", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        report = make_report(repo, rev=rev, base=base, worktree=worktree, now=datetime.now(UTC))
+    except PlanError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from e
+    renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
+    typer.echo(renderers.get(output, render_text)(report), nl=False)
+    if report.has_errors:
+        raise typer.Exit(EXIT_FAILURE)
+    if detailed_exitcode and report.has_changes:
+        raise typer.Exit(EXIT_USAGE)  # SPEC section 5: 2 = there are changes
+    raise typer.Exit(EXIT_OK)
+
+
+def make_report(
+    repo_path: Path, *, rev: str | None, base: str | None, worktree: bool, now: datetime
+) -> PlanReport:
+    """Load, observe, plan, and (with ``base``) compare: every I/O of ``plan`` is here."""
+    try:
+        repo = pygit2.Repository(str(repo_path))
+    except (pygit2.GitError, KeyError) as e:
+        raise PlanError(f"{repo_path}: not a git repository") from e
+    cache = ParseCache()
+    try:
+        if worktree:
+            if repo.workdir is None:
+                raise PlanError(f"{repo_path}: a bare repository has no work tree to plan")
+            snapshot = load_worktree(Path(repo.workdir), cache=cache)
+        else:
+            snapshot = load_snapshot(repo, rev if rev is not None else default_revision(repo), cache=cache)
+        before = load_snapshot(repo, base, cache=cache) if base is not None else None
+    except RevisionError as e:
+        raise PlanError(str(e)) from e
+    # Observed state lives where the configuration in force says: the base's, in a pull request.
+    config = (before or snapshot).config
+    state_ref = _state_ref(repo, config.state_ref, config.remote)
+    observed = _observed(repo_path, state_ref)
+    prune = config.prune
+
+    def stale(lock: Lock) -> bool:
+        return is_stale(lock, now)
+
+    plans = plan_all(snapshot, observed, now=now, prune=prune, lock_stale=stale)
+    if before is None:
+        return build_report(
+            plans, revision=snapshot.commit, state_ref=state_ref, generated_at=now, problems=snapshot.problems
+        )
+    base_plans = plan_all(before, observed, now=now, prune=prune, lock_stale=stale)
+    return build_report(
+        plans,
+        revision=snapshot.commit,
+        state_ref=state_ref,
+        generated_at=now,
+        problems=snapshot.problems,
+        base=before.commit,
+        base_plans=base_plans,
+        changed_files=_changed_environments(repo, before, snapshot),
+    )
+
+
+def _state_ref(repo: pygit2.Repository, ref: str, remote: str | None) -> str:
+    """``ref``, or its remote-tracking copy when only that exists (a CI checkout of a pull request)."""
+    if ref in repo.references or not ref.startswith("refs/heads/"):
+        return ref
+    tracking = f"refs/remotes/{remote or 'origin'}/{ref[len('refs/heads/') :]}"
+    return tracking if tracking in repo.references else ref
+
+
+def _observed(repo_path: Path, state_ref: str) -> dict[str, AnyEnvironment | Unreadable]:
+    try:
+        found = GitStore(repo_path, state_ref).read_all()
+    except StoreError as e:
+        raise PlanError(f"cannot read observed state from {state_ref}: {e}") from e
+    return {name: item.env if isinstance(item, Observed) else item for name, item in found.items()}
+
+
+def _changed_environments(
+    repo: pygit2.Repository, before: DesiredSnapshot, after: DesiredSnapshot
+) -> set[str]:
+    """Names whose ``environments/<name>.yaml`` differs between the two revisions."""
+    changed = set(before.names ^ after.names)
+    assert before.commit is not None
+    base_tree = repo[before.commit].peel(pygit2.Tree)
+    if after.commit is None:
+        diff = base_tree.diff_to_workdir()
+    else:
+        diff = base_tree.diff_to_tree(repo[after.commit].peel(pygit2.Tree))
+    for delta in diff.deltas:
+        for path in (delta.old_file.path, delta.new_file.path):
+            pure = PurePosixPath(path)
+            if str(pure.parent) == ENVIRONMENTS_DIR and pure.suffix == ".yaml":
+                changed.add(pure.stem)
+    return changed

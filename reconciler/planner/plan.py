@@ -197,7 +197,7 @@ def _declared_view(name: str, view: _View, desired: ResolvedEnvironment, now: da
 def _forward_from_scratch(first: Action, desired: ResolvedEnvironment) -> _Decision:
     phases = FORWARD_PHASES[: _LEVEL[desired.desired_state]]
     actions = (first, *(Action(ActionKind.PHASE, p, f"not yet {_DONE[p]}") for p in phases))
-    return _Decision(Verdict.CHANGES, f"{first.reason}: {_steps(actions)}", actions)
+    return _Decision(Verdict.CHANGES, first.reason, actions)
 
 
 def _forward(name: str, view: _View, desired: ResolvedEnvironment, now: datetime) -> _Decision:
@@ -222,7 +222,7 @@ def _forward(name: str, view: _View, desired: ResolvedEnvironment, now: datetime
         )
     if not actions:
         return _Decision(Verdict.CONVERGED, f"{wanted}; inputs unchanged")
-    summary = f"{actions[0].reason}: {_steps(actions)}"
+    summary = actions[0].reason
     if failed is None or not forward_failure or view.failure is None:
         return _Decision(Verdict.CHANGES, summary, actions)
     return _retry(name, view.failure, actions, desired.phase_hashes.get(failed), desired.spec.retry, now=now)
@@ -259,7 +259,7 @@ def _destroy(
     action = Action(ActionKind.PHASE, Phase.DESTROY, why)
     if view.state is DestroyFailed and view.failure is not None:
         return _retry(name, view.failure, (action,), hash_, retry, now=now)
-    return _Decision(Verdict.CHANGES, f"{why}: destroy", (action,))
+    return _Decision(Verdict.CHANGES, why, (action,))
 
 
 def _retry(
@@ -277,14 +277,14 @@ def _retry(
     first = actions[0]
     if first.phase is not failed:
         reason = f"{first.phase} inputs changed since {what}; attempts reset"
-        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", actions)
+        return _Decision(Verdict.CHANGES, reason, actions)
     if failure.phase_hash is not None and desired_hash is not None and failure.phase_hash != desired_hash:
         reason = f"{failed} inputs changed since it failed; attempts reset"
-        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason))
+        return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason))
     if failure.attempt == 0:
         reason = "retry requested" if failure.error_kind is not ErrorKind.INTERRUPTED else "interrupted"
         reason = f"{reason}; retry {failed} at once"
-        return _Decision(Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason))
+        return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason))
     if failure.attempt >= retry.limit:
         return _Decision(
             Verdict.BLOCKED,
@@ -295,9 +295,7 @@ def _retry(
     counted = f"attempt {attempt}/{retry.limit}"
     if failure.error_kind is ErrorKind.INTERRUPTED:
         reason = f"{failed} was interrupted; retry at once ({counted})"
-        return _Decision(
-            Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason), next_attempt=attempt
-        )
+        return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason), next_attempt=attempt)
     retry_at = failure.failed_at + timedelta(seconds=retry.backoff_seconds * 2 ** (failure.attempt - 1))
     if now < retry_at:
         return _Decision(
@@ -308,9 +306,7 @@ def _retry(
             next_attempt=attempt,
         )
     reason = f"retry after {what} ({counted})"
-    return _Decision(
-        Verdict.CHANGES, f"{reason}: {_steps(actions)}", _retitle(actions, reason), next_attempt=attempt
-    )
+    return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason), next_attempt=attempt)
 
 
 def _retitle(actions: tuple[Action, ...], reason: str) -> tuple[Action, ...]:
@@ -336,10 +332,6 @@ def _gate(core: _Decision, desired: ResolvedEnvironment | None, ctx: PlanContext
     if builds and pending:
         return replace(core, verdict=Verdict.WAITING, reason=f"waiting for {_join(pending)}")
     return core
-
-
-def _steps(actions: Iterable[Action]) -> str:
-    return ", ".join(a.describe() for a in actions)
 
 
 def _join(names: list[str]) -> str:

@@ -1,0 +1,315 @@
+"""A plan of every environment as ``reconcile plan`` shows it: text, JSON or a pull-request comment.
+
+``build_report`` pairs each plan of the revision under review with the plan of
+the base revision (the pull-request view) and knows which environment files
+the change touched; the renderers are pure functions of that report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.desired.resolved import Problem
+from reconciler.domain.values import format_timestamp
+from reconciler.planner.model import EnvironmentPlan, Verdict
+
+#: The order summaries list verdicts in: what needs attention first.
+_VERDICT_ORDER = (
+    Verdict.INVALID,
+    Verdict.CORRUPT,
+    Verdict.BLOCKED,
+    Verdict.CHANGES,
+    Verdict.WAITING,
+    Verdict.PROTECTED,
+    Verdict.SUSPENDED,
+    Verdict.AHEAD,
+    Verdict.UNMANAGED,
+    Verdict.CONVERGED,
+)
+_SUMMARY_WORDS: Mapping[Verdict, str] = {
+    Verdict.CHANGES: "to change",
+    Verdict.WAITING: "waiting",
+    Verdict.BLOCKED: "blocked",
+    Verdict.AHEAD: "ahead",
+    Verdict.SUSPENDED: "suspended",
+    Verdict.PROTECTED: "protected",
+    Verdict.UNMANAGED: "unmanaged",
+    Verdict.INVALID: "invalid",
+    Verdict.CORRUPT: "with corrupt state",
+    Verdict.CONVERGED: "converged",
+}
+_ICONS: Mapping[Verdict, str] = {
+    Verdict.CHANGES: "🔄",
+    Verdict.WAITING: "⏳",
+    Verdict.BLOCKED: "⛔",
+    Verdict.AHEAD: "⏩",
+    Verdict.SUSPENDED: "⏸️",
+    Verdict.PROTECTED: "🛡️",
+    Verdict.UNMANAGED: "👻",
+    Verdict.INVALID: "❌",
+    Verdict.CORRUPT: "💥",
+    Verdict.CONVERGED: "✅",
+}
+
+
+@dataclass(frozen=True)
+class ReviewedPlan:
+    """One environment's plan at the revision, and (pull-request view) at the base."""
+
+    plan: EnvironmentPlan
+    #: The plan at the base revision; ``None`` without ``--base``.
+    base: EnvironmentPlan | None = None
+    #: Whether the environment's file differs between base and revision (``False`` without ``--base``).
+    file_changed: bool = False
+    #: Whether there is a base to compare with at all.
+    reviewed: bool = False
+
+    @property
+    def plan_changed(self) -> bool:
+        """Whether merging changes what reconciling this environment would do."""
+        if not self.reviewed:
+            return False
+        return self.base is None or _signature(self.base) != _signature(self.plan)
+
+    @property
+    def affected(self) -> bool:
+        """Touched by the change under review: its file or its plan differs."""
+        return self.file_changed or self.plan_changed
+
+
+def _signature(plan: EnvironmentPlan) -> tuple[object, ...]:
+    actions = tuple((a.kind, a.phase, a.reason) for a in plan.actions)
+    return (plan.verdict, plan.desired_state, actions)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """Everything ``reconcile plan`` prints."""
+
+    #: The desired-state commit planned, or ``None`` for the work tree.
+    revision: str | None
+    #: The base commit of the pull-request view, or ``None``.
+    base: str | None
+    state_ref: str
+    generated_at: datetime
+    environments: tuple[ReviewedPlan, ...]
+    #: Every problem found in the revision's files, environment-specific or not.
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether reconciling the revision would run a transition (``--detailed-exitcode`` 2)."""
+        return any(r.plan.has_changes for r in self.environments)
+
+    @property
+    def has_errors(self) -> bool:
+        """Invalid files or unreadable state: the plan is incomplete (exit 1)."""
+        return bool(self.problems) or any(
+            r.plan.verdict in (Verdict.INVALID, Verdict.CORRUPT) for r in self.environments
+        )
+
+    def counts(self, plans: Iterable[ReviewedPlan] | None = None) -> Counter[Verdict]:
+        return Counter(r.plan.verdict for r in (self.environments if plans is None else plans))
+
+
+def build_report(
+    plans: Sequence[EnvironmentPlan],
+    *,
+    revision: str | None,
+    state_ref: str,
+    generated_at: datetime,
+    problems: Sequence[Problem] = (),
+    base: str | None = None,
+    base_plans: Sequence[EnvironmentPlan] | None = None,
+    changed_files: Iterable[str] = (),
+) -> PlanReport:
+    """Pair ``plans`` with ``base_plans`` by name; ``changed_files`` are the environment names touched."""
+    reviewed = base_plans is not None
+    before = {p.name: p for p in base_plans or ()}
+    touched = set(changed_files)
+    return PlanReport(
+        revision=revision,
+        base=base,
+        state_ref=state_ref,
+        generated_at=generated_at,
+        environments=tuple(ReviewedPlan(p, before.get(p.name), p.name in touched, reviewed) for p in plans),
+        problems=tuple(problems),
+    )
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "work tree"
+
+
+def _states(plan: EnvironmentPlan) -> str:
+    return f"{plan.observed_state or '(none)'} -> {plan.desired_state or '(no file)'}"
+
+
+def _summary(counts: Counter[Verdict]) -> str:
+    parts = [f"{counts[v]} {_SUMMARY_WORDS[v]}" for v in _VERDICT_ORDER if counts[v]]
+    return ", ".join(parts) if parts else "no environments"
+
+
+def render_text(report: PlanReport) -> str:
+    lines = [f"Plan of {_short(report.revision)}, observed state from {report.state_ref}"]
+    if report.base is not None:
+        lines[0] = (
+            f"Plan of merging {_short(report.revision)} over {_short(report.base)}, "
+            f"observed state from {report.state_ref}"
+        )
+    lines.append("")
+    width = max((len(r.plan.name) for r in report.environments), default=0)
+    for item in report.environments:
+        plan = item.plan
+        marks = []
+        if item.file_changed:
+            marks.append("file changed")
+        if item.plan_changed:
+            marks.append("plan changed")
+        marked = f"  [{', '.join(marks)}]" if marks else ""
+        lines.append(f"{plan.name:<{width}}  {_states(plan)}: {plan.verdict}{marked}")
+        lines.append(f"{'':<{width}}    {plan.reason}")
+        for action in plan.actions:
+            lines.append(f"{'':<{width}}    + {action.describe():<18} {action.reason}")
+        if plan.retry_at is not None:
+            lines.append(f"{'':<{width}}    retry at {format_timestamp(plan.retry_at)}")
+        if item.plan_changed and item.base is not None:
+            lines.append(f"{'':<{width}}    before this change: {item.base.verdict}: {item.base.reason}")
+    if report.problems:
+        lines += ["", "Problems:"]
+        lines += [f"  {p}" for p in report.problems]
+    lines += ["", f"{len(report.environments)} environments: {_summary(report.counts())}"]
+    return "\n".join(lines) + "\n"
+
+
+# -- JSON ------------------------------------------------------------------------------
+
+
+def _plan_json(plan: EnvironmentPlan) -> dict[str, Any]:
+    return {
+        "verdict": str(plan.verdict),
+        "observed": plan.observed_state,
+        "desired": plan.desired_state,
+        "reason": plan.reason,
+        "actions": [
+            {"kind": str(a.kind), "phase": str(a.phase) if a.phase else None, "reason": a.reason}
+            for a in plan.actions
+        ],
+        "transitions": list(plan.path),
+        "retryAt": format_timestamp(plan.retry_at) if plan.retry_at else None,
+        "nextAttempt": plan.next_attempt,
+    }
+
+
+def render_json(report: PlanReport) -> str:
+    data = {
+        "revision": report.revision,
+        "base": report.base,
+        "stateRef": report.state_ref,
+        "generatedAt": format_timestamp(report.generated_at),
+        "hasChanges": report.has_changes,
+        "summary": {str(v): n for v, n in sorted(report.counts().items())},
+        "environments": [
+            {
+                "name": item.plan.name,
+                **_plan_json(item.plan),
+                "fileChanged": item.file_changed,
+                "planChanged": item.plan_changed,
+                "base": _plan_json(item.base) if item.base is not None else None,
+            }
+            for item in report.environments
+        ],
+        "problems": [
+            {"path": p.path, "line": p.line, "col": p.col, "message": p.message, "environment": p.environment}
+            for p in report.problems
+        ],
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- markdown --------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def _what_happens(plan: EnvironmentPlan) -> str:
+    icon = _ICONS[plan.verdict]
+    steps = [a.describe() for a in plan.actions]
+    if plan.verdict is Verdict.CHANGES:
+        return f"{icon} " + " → ".join(steps)
+    if steps:
+        return f"{icon} {plan.verdict}, then " + " → ".join(steps)
+    return f"{icon} {plan.verdict}"
+
+
+def _row(item: ReviewedPlan) -> str:
+    plan = item.plan
+    name = f"**{plan.name}**"
+    if item.file_changed:
+        name += " ✏️"
+    cells = [
+        name,
+        _cell(plan.observed_state or "—"),
+        _cell(plan.desired_state or "—"),
+        _cell(_what_happens(plan)),
+        _cell(plan.reason),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(report: PlanReport) -> str:
+    """A pull-request comment: one table a reviewer reads at a glance."""
+    errors = (Verdict.INVALID, Verdict.CORRUPT)
+    shown = [r for r in report.environments if report.base is None or r.affected or r.plan.verdict in errors]
+    counts = report.counts(shown)
+    title = "### reconcile plan"
+    if report.base is not None:
+        lines = [
+            f"{title}: merging `{_short(report.revision)}` over `{_short(report.base)}`",
+            "",
+            f"**{len(shown)} environment{'s' if len(shown) != 1 else ''} affected:** {_summary(counts)}",
+        ]
+    else:
+        lines = [
+            f"{title}: `{_short(report.revision)}`",
+            "",
+            f"**{len(shown)} environment{'s' if len(shown) != 1 else ''}:** {_summary(counts)}",
+        ]
+    lines.append("")
+    if shown:
+        lines += [
+            "| environment | observed | desired | what will happen | why |",
+            "|---|---|---|---|---|",
+            *(_row(r) for r in shown),
+            "",
+        ]
+    else:
+        lines += ["This change does not change what any environment will do.", ""]
+    if report.problems:
+        lines += ["#### ❌ Invalid files", "", "```"]
+        lines += [str(p) for p in report.problems]
+        lines += ["```", ""]
+    when = format_timestamp(report.generated_at.replace(microsecond=0))
+    notes = [f"Observed state from `{report.state_ref}` at {when}."]
+    if report.base is not None:
+        others = [r for r in report.environments if r not in shown]
+        pending = sum(1 for r in others if r.plan.has_changes)
+        if others:
+            notes.append(
+                f"{len(others)} other environment{'s' if len(others) != 1 else ''} unaffected"
+                + (f" ({pending} with changes pending regardless of this pull request)" if pending else "")
+                + "."
+            )
+        notes.append("✏️ = environment file changed in this pull request.")
+    lines.append(" ".join(notes))
+    return "\n".join(lines) + "\n"
