@@ -17,6 +17,7 @@ from reconciler.desired.models import HttpStep, Step
 from reconciler.domain.values import ErrorKind, utcnow
 from reconciler.steps.errors import StepRefused
 from reconciler.steps.outcome import StepContext, StepOutcome, interrupted_summary, make_outcome
+from reconciler.steps.redact import redact
 
 POLL_INTERVAL_SECONDS = 0.5
 #: Longest a single request may take; a slow server is polled again rather than waited on.
@@ -74,7 +75,7 @@ def run_http(step: Step, ctx: StepContext) -> StepOutcome:
         remaining = max(0.05, deadline - time.monotonic())
         status, last = probe_once(probe.url, min(REQUEST_TIMEOUT_SECONDS, remaining))
         if log is not None:
-            log(f"GET {probe.url}: {last}")
+            log(redact(f"GET {probe.url}: {last}", ctx.secrets))
         if status == probe.expect_status:
             return make_outcome(
                 step.describe(), started_at, ctx.secrets, summary=f"GET {probe.url}: {last}", exit_code=None
