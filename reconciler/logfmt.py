@@ -51,8 +51,21 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+#: What ``configure`` accepts, for the CLI to offer as choices.
+LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error")
+FORMATS: Final[tuple[str, ...]] = ("text", "json")
+
+
 def configure(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``reconciler`` logger (CLI use only)."""
+    """Install one stderr handler on the ``reconciler`` logger (CLI use only).
+
+    An unknown level or format is a ``ValueError`` naming the choices, never a
+    silent fallback.
+    """
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level '{level}' (expected one of: {', '.join(LEVELS)})")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format '{fmt}' (expected one of: {', '.join(FORMATS)})")
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("reconciler")

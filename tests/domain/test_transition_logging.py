@@ -138,3 +138,18 @@ def test_configure_installs_one_handler_on_the_package_logger(
         assert json.loads(err[0])["to_state"] == "provisioning"
     else:
         assert "to_state=provisioning" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("level", "fmt", "message"),
+    [
+        ("bogus", "text", "unknown log level 'bogus' (expected one of: debug, info, warning, error)"),
+        ("info", "xml", "unknown log format 'xml' (expected one of: text, json)"),
+    ],
+)
+def test_configure_refuses_what_it_does_not_know(level: str, fmt: str, message: str) -> None:
+    """A bad level used to escape as logging's bare ValueError; a bad format silently meant text."""
+    before = list(logging.getLogger("reconciler").handlers)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        logfmt.configure(level, fmt)
+    assert logging.getLogger("reconciler").handlers == before
