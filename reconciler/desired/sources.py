@@ -80,7 +80,7 @@ class GitTreeSource:
 
     def entries(self, directory: str) -> list[FileEntry]:
         try:
-            sub = self.tree[directory]
+            sub = self.tree if directory in ("", ".") else self.tree[directory]
         except KeyError:
             return []
         if sub.type != pygit2.enums.ObjectType.TREE:
