@@ -2,6 +2,93 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from reconciler.cli.app import app
+from reconciler.cli.options import EXIT_FAILURE, DataDirOption, RepoOption
 
 __all__ = ["app"]
+
+
+def _duration(value: str) -> float:
+    from reconciler.daemon.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def _listen(value: str) -> tuple[str, int] | None:
+    if value in ("", "off", "none"):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise typer.BadParameter(
+            f"invalid address '{value}': expected HOST:PORT, e.g. 127.0.0.1:8080, or 'off'"
+        )
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ':8080' means every interface, as usual
+
+
+@app.command("daemon")
+def daemon_command(
+    repo: RepoOption = Path("."),
+    data_dir: DataDirOption = None,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Fetch (or poll) every DURATION, with jitter: 30s, 5m, 10.")
+    ] = "30s",
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Environments reconciled in parallel.")
+    ] = 4,
+    grace: Annotated[
+        str,
+        typer.Option("--grace", help="On SIGTERM, how long running phases may finish before being stopped."),
+    ] = "30s",
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT for /healthz, /metrics and /hooks/github, or 'off'.")
+    ] = "127.0.0.1:8080",
+    resync: Annotated[
+        str,
+        typer.Option("--resync", help="Every DURATION: run checks (drift, health) and recover stale locks."),
+    ] = "5m",
+    watch: Annotated[
+        bool,
+        typer.Option("--watch/--no-watch", help="Watch the repository's refs (off: poll every --interval)."),
+    ] = True,
+) -> None:
+    """Reconcile continuously: on every push, fetch, webhook and resync (SPEC section 6)."""
+    from reconciler.daemon import Daemon, DaemonSettings
+    from reconciler.engine.workspace import WorkspaceError
+    from reconciler.store import StoreError
+
+    settings = DaemonSettings(
+        repo=repo,
+        data_dir=data_dir,
+        interval=_duration(interval),
+        workers=workers,
+        grace=_duration(grace),
+        listen=_listen(listen),
+        resync=_duration(resync),
+        watch=watch,
+    )
+    try:
+        daemon = Daemon(settings)
+    except (WorkspaceError, StoreError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from e
+
+    def started() -> None:
+        where = f"http://{settings.listen[0]}:{daemon.port}" if settings.listen and daemon.port else "no HTTP"
+        typer.echo(
+            f"reconcile daemon: watching {daemon.workspace.repo_path}; {where} (/healthz, /metrics)", err=True
+        )
+
+    try:
+        code = daemon.run(on_started=started)
+    except OSError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from e
+    raise typer.Exit(code)

@@ -1,0 +1,479 @@
+"""``reconcile daemon``: triggers in, one reconcile per environment at a time, transitions out.
+
+Level-based: a trigger (a ref watch event, a fetch, a webhook, a resync)
+only says "something may have changed". The daemon reloads the desired
+state when the desired branch's tip moved and puts *every* environment on
+the queue; the engine decides, and an unchanged environment is converged in
+microseconds. Per environment, a result that is not converged schedules the
+next look: the planner's ``retry_at`` when it has one, else a capped
+exponential delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import pygit2
+
+from reconciler.daemon.guarded import GuardedStore, Stopping
+from reconciler.daemon.http import Endpoints, HttpEndpoints
+from reconciler.daemon.metrics import DaemonMetrics, LabelValues
+from reconciler.daemon.watch import RefWatch
+from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
+from reconciler.daemon.workqueue import WorkQueue
+from reconciler.desired.loader import head_branch, load_snapshot
+from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.domain import utcnow
+from reconciler.engine.apply import targets
+from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
+from reconciler.engine.workspace import Workspace, open_workspace
+from reconciler.planner import Verdict
+from reconciler.steps import LocalStepRunner, StepRunner
+from reconciler.store import CorruptState, StateStore, StoreError, recover_stale
+from reconciler.store.git import GitStore
+from reconciler.store.remote import RemoteCredentials, RemoteStore
+
+logger = logging.getLogger(__name__)
+
+#: First and longest delay before a non-converged environment without a planner retry time is looked at again.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+#: Share of ``--interval`` a fetch is moved by at random, so many daemons do not fetch in step.
+FETCH_JITTER = 0.1
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    repo: Path
+    data_dir: Path | None = None
+    interval: float = 30.0
+    workers: int = 4
+    grace: float = 30.0
+    listen: tuple[str, int] | None = ("127.0.0.1", 8080)
+    resync: float = 300.0
+    watch: bool = True
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        *,
+        runner: StepRunner | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._environ = dict(environ if environ is not None else os.environ)
+        self._runner = runner or LocalStepRunner()
+        self.workspace: Workspace = open_workspace(settings.repo, settings.data_dir)
+        self._git_dir = Path(self.workspace.repo.path)
+        self._queue = WorkQueue()
+        self._stop = threading.Event()
+        self._cancel = threading.Event()
+        self._wake = threading.Event()
+        self._load_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._snapshot: DesiredSnapshot | None = None
+        self._engine: Engine | None = None
+        self._store: GuardedStore | None = None
+        self._remote: RemoteStore | None = None
+        self._loaded_tip: str | None = None
+        self._failures: dict[str, int] = {}
+        self._checks_wanted: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
+        self._watch: RefWatch | None = None
+        self._http: HttpEndpoints | None = None
+        self._ticker_beat = time.monotonic()
+        self.metrics = DaemonMetrics(environments=self._environment_counts, queue_depth=self._queue_depth)
+
+    # -- public ----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int | None:
+        return self._http.port if self._http is not None else None
+
+    def start(self) -> None:
+        """Load, recover stale locks, then start the workers, the ticker, the watch and HTTP."""
+        if self.settings.listen is not None:
+            host, port = self.settings.listen
+            self._http = HttpEndpoints(
+                host,
+                port,
+                Endpoints(healthy=self._healthy, metrics=self.metrics.registry.exposition, hook=self._hook),
+            )
+        self._sync_remote()
+        self.refresh("start", force=True)
+        self._recover()
+        for i in range(max(1, self.settings.workers)):
+            t = threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        ticker = threading.Thread(target=self._ticker, name="ticker", daemon=True)
+        ticker.start()
+        self._threads.append(ticker)
+        if self.settings.watch:
+            self._watch = RefWatch(self._git_dir, self._on_ref_change)
+            self._watch.start()
+        if self._http is not None:
+            self._http.start()
+        logger.info(
+            "daemon started",
+            extra={"repo": str(self.workspace.repo_path), "listen": self.settings.listen, "port": self.port},
+        )
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            logger.warning("second stop request: interrupting running phases now")
+            self._cancel.set()
+        self._stop.set()
+        self._wake.set()
+
+    def wait(self) -> int:
+        """Block until a stop is requested, then drain within the grace period; return the exit code."""
+        while not self._stop.wait(timeout=1.0):
+            pass
+        logger.info(
+            "stopping: no new work; running phases get the grace period", extra={"grace": self.settings.grace}
+        )
+        if self._store is not None:
+            self._store.draining.set()
+        if self._watch is not None:
+            self._watch.stop()
+        self._queue.shut_down()
+        deadline = time.monotonic() + self.settings.grace
+        for t in self._workers:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._workers):
+            logger.warning("grace period over: interrupting running phases")
+            self._cancel.set()
+            for t in self._workers:
+                t.join(timeout=15.0)
+        for t in self._threads:
+            t.join(timeout=5.0)
+        if self._http is not None:
+            self._http.stop()
+        logger.info("daemon stopped")
+        return 0
+
+    def run(self, on_started: Callable[[], None] | None = None) -> int:
+        """``start``, stop on SIGTERM/SIGINT, ``wait``: what the CLI calls."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal received", extra={"signal": signal.Signals(signum).name})
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        if on_started is not None:
+            on_started()
+        return self.wait()
+
+    # -- desired state -------------------------------------------------------------------
+
+    def _remote_name(self) -> str | None:
+        if self._snapshot is not None:
+            return self._snapshot.config.remote
+        # Before anything is loaded, reconciler.yaml at HEAD says whether there is a remote.
+        try:
+            return load_snapshot(self.workspace.repo, "HEAD", cache=self.workspace.cache).config.remote
+        except (LookupError, ValueError, pygit2.GitError):
+            return None
+
+    def _desired_ref(self) -> str:
+        repo = self.workspace.repo
+        config = self._snapshot.config if self._snapshot is not None else None
+        branch = (config.branch if config is not None else None) or head_branch(repo)
+        remote = self._remote_name()
+        if remote is not None and branch is not None:
+            return f"refs/remotes/{remote}/{branch}"
+        if branch is not None:
+            return f"refs/heads/{branch}"
+        return "HEAD"
+
+    def _desired_tip(self, ref: str) -> str | None:
+        try:
+            if ref == "HEAD":
+                return None if self.workspace.repo.head_is_unborn else str(self.workspace.repo.head.target)
+            reference = self.workspace.repo.references.get(ref)
+            return None if reference is None else str(reference.resolve().target)
+        except (KeyError, pygit2.GitError):
+            return None
+
+    def refresh(self, source: str, *, force: bool = False) -> bool:
+        """If the desired branch moved (or ``force``), load it and queue every environment."""
+        if self._stop.is_set():
+            return False
+        with self._load_lock:
+            ref = self._desired_ref()
+            tip = self._desired_tip(ref)
+            if self._remote is None:
+                self.metrics.last_fetch.set(time.time())
+            if tip is None:
+                logger.info("no desired state yet", extra={"ref": ref})
+                return False
+            if tip == self._loaded_tip and not force:
+                return False
+            try:
+                snapshot = load_snapshot(self.workspace.repo, tip, cache=self.workspace.cache)
+            except (LookupError, ValueError, pygit2.GitError) as e:
+                logger.error("cannot load desired state", extra={"ref": ref, "error": str(e)})
+                return False
+            self._install(snapshot)
+            self._loaded_tip = tip
+            self.metrics.triggers.inc(source)
+            logger.info("desired state loaded", extra={"ref": ref, "commit": tip, "trigger": source})
+        self._enqueue_all()
+        return True
+
+    def _on_ref_change(self) -> None:
+        self.refresh("watch")
+
+    def _install(self, snapshot: DesiredSnapshot) -> None:
+        """Use ``snapshot``; build the engine the first time, or when the state branch or remote changes."""
+        config = snapshot.config
+        previous = self._snapshot.config if self._snapshot is not None else None
+        rebuild = (
+            self._engine is None
+            or previous is None
+            or (previous.state_ref, previous.remote) != (config.state_ref, config.remote)
+        )
+        if rebuild:
+            inner: StateStore = self.workspace.store_for(snapshot)
+            self._remote = None
+            if config.remote is not None and isinstance(inner, GitStore):
+                self._remote = RemoteStore(inner, self._git_dir, config.remote)
+                inner = self._remote
+            store = GuardedStore(inner, self.workspace.data_dir, on_phase=self._on_phase)
+            if self._stop.is_set():
+                store.draining.set()
+            engine = Engine(
+                repo=self.workspace.repo,
+                store=store,
+                runner=self._runner,
+                data_dir=self.workspace.data_dir,
+                environ=self._environ,
+                cancel=self._cancel,
+            )
+            with self._state_lock:
+                self._store, self._engine = store, engine
+        with self._state_lock:
+            self._snapshot = snapshot
+        for problem in snapshot.problems:
+            logger.warning("refused: %s", problem, extra={"environment": problem.environment})
+
+    def _current(self) -> tuple[DesiredSnapshot, Engine] | None:
+        with self._state_lock:
+            if self._snapshot is None or self._engine is None:
+                return None
+            return self._snapshot, self._engine
+
+    def _enqueue_all(self, *, check: bool = False) -> None:
+        current = self._current()
+        if current is None:
+            return
+        snapshot, engine = current
+        try:
+            names = targets(engine, snapshot, None)
+        except StoreError as e:
+            logger.error("cannot read observed state", extra={"error": str(e)})
+            names = sorted(snapshot.names)
+        if check:
+            with self._state_lock:
+                self._checks_wanted.update(names)
+        for name in names:
+            self._queue.add(name)
+
+    # -- remote --------------------------------------------------------------------------
+
+    def _sync_remote(self) -> None:
+        """With ``remote`` set: fetch the desired branch and the state branch."""
+        remote = self._remote_name()
+        if remote is None:
+            return
+        repo = self.workspace.repo
+        try:
+            if remote not in list(repo.remotes.names()):
+                raise StoreError(f"no remote named '{remote}'")
+            repo.remotes[remote].fetch(callbacks=RemoteCredentials())
+            if self._remote is not None:
+                self._remote.sync()
+        except (pygit2.GitError, StoreError) as e:
+            self.metrics.fetch_failures.inc()
+            logger.warning("fetch failed", extra={"remote": remote, "error": str(e)})
+            return
+        self.metrics.last_fetch.set(time.time())
+
+    def _hook(self, headers: dict[str, str], body: bytes) -> HookVerdict:
+        verdict = verify_delivery(
+            self._environ.get(SECRET_ENV) or os.environ.get(SECRET_ENV),
+            headers.get("x-hub-signature-256"),
+            headers.get("x-github-event"),
+            body,
+        )
+        self.metrics.webhooks.inc(str(verdict.status))
+        if verdict.trigger and not self._stop.is_set():
+            self._hook_pending = True
+            self._wake.set()
+        elif not verdict.trigger:
+            logger.warning(
+                "webhook not acted on", extra={"status": verdict.status, "reason": verdict.message}
+            )
+        return verdict
+
+    _hook_pending = False
+
+    def _ticker(self) -> None:
+        """Fetch every interval (with jitter) and resync every ``--resync``; woken early by a webhook."""
+        next_resync = time.monotonic() + self.settings.resync
+        while not self._stop.is_set():
+            jitter = self.settings.interval * FETCH_JITTER * (2 * random.random() - 1)  # noqa: S311
+            woke = self._wake.wait(timeout=max(0.05, self.settings.interval + jitter))
+            self._wake.clear()
+            self._ticker_beat = time.monotonic()
+            if self._stop.is_set():
+                return
+            source = "webhook" if (woke and self._hook_pending) else "fetch"
+            self._hook_pending = False
+            try:
+                self._sync_remote()
+                self.refresh(source)
+                if time.monotonic() >= next_resync:
+                    next_resync = time.monotonic() + self.settings.resync
+                    self.metrics.triggers.inc("resync")
+                    self._recover()
+                    self._enqueue_all(check=True)
+            except Exception:  # the loop outlives any one bad turn
+                logger.exception("ticker turn failed")
+
+    def _recover(self) -> None:
+        store = self._store
+        if store is None:
+            return
+        try:
+            recovered = recover_stale(store, utcnow())
+        except StoreError as e:
+            logger.error("stale lock recovery failed", extra={"error": str(e)})
+            return
+        for name in recovered:
+            logger.warning("recovered a stale lock", extra={"environment": name})
+            self._queue.add(name)
+
+    # -- work ----------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while (name := self._queue.get()) is not None:
+            try:
+                self._reconcile(name)
+            except Exception:
+                logger.exception("reconcile crashed", extra={"environment": name})
+            finally:
+                self._queue.done(name)
+
+    def _reconcile(self, name: str) -> None:
+        current = self._current()
+        if current is None:
+            return
+        snapshot, engine = current
+        with self._state_lock:
+            check = name in self._checks_wanted
+            self._checks_wanted.discard(name)
+        try:
+            result = engine.reconcile(snapshot, name)
+            if result.ok and check and name in snapshot.environments:
+                result = engine.check(snapshot, name)
+                self.metrics.checks.inc("reapplied" if result.transitions else "passed")
+        except Stopping:
+            return
+        except Exception as e:  # a store or git failure: temporary, retry with backoff
+            self.metrics.reconciles.inc("error")
+            logger.error("reconcile failed", extra={"environment": name, "error": f"{type(e).__name__}: {e}"})
+            self._retry_later(name)
+            return
+        self.metrics.reconciles.inc(str(result.outcome))
+        if result.transitions or result.outcome is not Outcome.CONVERGED:
+            logger.info(
+                "reconciled",
+                extra={"environment": name, "outcome": str(result.outcome), "reason": result.reason},
+            )
+        self._after(snapshot, engine, name, result)
+
+    def _after(self, snapshot: DesiredSnapshot, engine: Engine, name: str, result: ReconcileResult) -> None:
+        if self._stop.is_set():
+            return
+        if result.outcome is Outcome.CONVERGED:
+            self._failures.pop(name, None)
+            self._queue.forget(name)
+            for other in self._related(snapshot, name):
+                self._queue.add(other)
+            return
+        if result.outcome not in (Outcome.WAITING, Outcome.FAILED):
+            self._queue.forget(name)  # blocked, invalid, ahead...: the next change or resync looks again
+            return
+        try:
+            plan = engine.plan(snapshot, name, engine.store.read(name))
+        except Exception:
+            self._retry_later(name)
+            return
+        if plan.verdict is Verdict.WAITING and plan.retry_at is not None:
+            delay = (plan.retry_at - engine.clock.now()).total_seconds()
+            self._queue.add_at(name, time.monotonic() + max(0.05, delay))
+        elif plan.verdict in (Verdict.WAITING, Verdict.CHANGES):
+            self._retry_later(name)
+
+    def _retry_later(self, name: str) -> None:
+        n = self._failures.get(name, 0)
+        self._failures[name] = n + 1
+        delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**n) * random.uniform(0.8, 1.2)  # noqa: S311
+        self._queue.add_at(name, time.monotonic() + delay)
+
+    @staticmethod
+    def _related(snapshot: DesiredSnapshot, name: str) -> set[str]:
+        """Environments whose plan may change because ``name`` converged: its dependents and dependencies."""
+        related = {n for n, env in snapshot.environments.items() if name in env.depends_on}
+        if name in snapshot.environments:
+            related.update(snapshot.environments[name].depends_on)
+        return related
+
+    # -- metrics and health ---------------------------------------------------------------
+
+    def _on_phase(self, phase: str, result: str, duration: float) -> None:
+        self.metrics.transitions.inc(phase, result)
+        self.metrics.phase_duration.observe(duration, phase, result)
+
+    def _environment_counts(self) -> Iterable[tuple[LabelValues, float]]:
+        store = self._store
+        if store is None:
+            return []
+        counts: dict[str, int] = {}
+        try:
+            for item in store.read_all().values():
+                state = "corrupt" if isinstance(item, CorruptState) else item.env.state_name
+                counts[state] = counts.get(state, 0) + 1
+        except StoreError:
+            return []
+        return [((state,), float(n)) for state, n in counts.items()]
+
+    def _queue_depth(self) -> Iterable[tuple[LabelValues, float]]:
+        return [((), float(self._queue.depth()))]
+
+    def _healthy(self) -> tuple[bool, str]:
+        if self._stop.is_set():
+            return False, "stopping"
+        dead = [t.name for t in (*self._workers, *self._threads) if not t.is_alive()]
+        if dead:
+            return False, f"threads not running: {', '.join(dead)}"
+        stalled = time.monotonic() - self._ticker_beat
+        if stalled > 3 * self.settings.interval + 60:
+            return False, f"ticker stalled for {stalled:.0f}s"
+        return True, "ok"

@@ -1,0 +1,94 @@
+"""Step processes left running by a reconciler that died (SIGKILL, OOM, power cut of the process).
+
+A step runs in its own session so a timeout can kill its whole group; the
+flip side is that it survives its reconciler. Before a stale lock is
+recovered and the phase retried, its orphans are killed, or the retry would
+run the phase twice at once. They are found by the ``RECONCILE_*``
+variables every shell step carries, and only if their parent is not this
+process. Linux only (``/proc``); elsewhere nothing is found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key.startswith(b"RECONCILE_"):
+            found[key.decode(errors="replace")] = value.decode(errors="replace")
+    return found
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(ppid, pgid)`` of ``pid``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 3 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[2])
+
+
+def orphaned_groups(data_dir: Path, name: str) -> set[int]:
+    """Process groups running ``name``'s steps under ``data_dir`` that this process did not start."""
+    me = os.getpid()
+    wanted = str((data_dir / name).absolute())
+    groups: set[int] = set()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return groups
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == me:
+            continue
+        env = _environ(pid)
+        if not env or env.get("RECONCILE_ENVIRONMENT") != name or env.get("RECONCILE_DATA_DIR") != wanted:
+            continue
+        stat = _stat(pid)
+        if stat is None:
+            continue
+        ppid, pgid = stat
+        leader = _stat(pgid)
+        # A group whose leader is our own child is a step of ours still running: never touch it.
+        if ppid == me or (leader is not None and leader[0] == me):
+            continue
+        groups.add(pgid)
+    return groups
+
+
+def kill_orphaned_steps(data_dir: Path, name: str, grace: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL, every orphaned step group of ``name``; return how many there were."""
+    groups = orphaned_groups(data_dir, name)
+    for pgid in groups:
+        logger.warning(
+            "killing a step left running by a dead reconciler", extra={"environment": name, "pgid": pgid}
+        )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        if not orphaned_groups(data_dir, name):
+            return len(groups)
+        time.sleep(0.05)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
