@@ -30,6 +30,8 @@ from reconciler.steps.redact import REDACTED, secret_fragments
 
 #: Seconds between SIGTERM and SIGKILL of a step's process group.
 TERM_GRACE_SECONDS = 2.0
+#: How long to wait for a SIGKILLed group to be gone before giving up on it.
+KILL_WAIT_SECONDS = 2.0
 #: How long to keep reading after the command exited, for output still in the pipe.
 DRAIN_SECONDS = 0.5
 TAIL_LINES = 200
@@ -189,14 +191,24 @@ def kill_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    give_up = time.monotonic() + grace
-    while time.monotonic() < give_up:
-        proc.poll()
-        if not _group_alive(pgid):
-            return
-        time.sleep(_POLL_SECONDS)
+    if _wait_for_group(proc, grace):
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: wait (briefly) until the members are really gone.
+    _wait_for_group(proc, KILL_WAIT_SECONDS)
+
+
+def _wait_for_group(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the group of ``proc`` is gone within ``seconds``."""
+    give_up = time.monotonic() + seconds
+    while True:
+        proc.poll()
+        if not _group_alive(proc.pid):
+            return True
+        if time.monotonic() >= give_up:
+            return False
+        time.sleep(_POLL_SECONDS / 5)
 
 
 def _group_alive(pgid: int) -> bool:
