@@ -1,4 +1,10 @@
-"""``make run``: the main job on the bundled examples, in a scratch copy of this repository."""
+"""``make run``: the main job on the bundled examples, in a scratch copy of this repository.
+
+The examples are committed into a fresh repository under ``.scratch/`` (never
+this repository's own refs or work tree), applied with ``reconcile apply``, and
+the status table printed. With ``--daemon`` the daemon then keeps them
+converged until interrupted.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +15,68 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_CONTENT = ("environments", "blueprints", "infra", "ansible", "examples", "reconciler.yaml")
+EXAMPLE_CONTENT = (
+    "environments",
+    "blueprints",
+    "infra",
+    "ansible",
+    "examples",
+    "reconciler.yaml",
+    ".gitignore",
+)
 
 
 def scratch_copy(scratch: Path) -> Path:
-    """A fresh git repository holding the committed example content (never this repo's refs)."""
+    """A git repository holding the committed example content; reused when it exists."""
     target = scratch / "repo"
-    if target.exists():
-        shutil.rmtree(target)
+    if (target / ".git").is_dir():
+        return target
     target.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
-    for name in (
-        "environments",
-        "blueprints",
-        "infra",
-        "ansible",
-        "scripts",
-        "reconciler.yaml",
-        ".gitignore",
-    ):
+    for name in EXAMPLE_CONTENT:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, target / name)
         elif src.is_file():
             shutil.copy2(src, target / name)
     subprocess.run(["git", "-C", str(target), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(target), "commit", "-q", "-m", "examples"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(target),
+            "-c",
+            "user.name=reconciler example",
+            "-c",
+            "user.email=example@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "examples",
+        ],
+        check=True,
+    )
     return target
+
+
+def reconcile(*args: str) -> int:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], check=False).returncode
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scratch", type=Path, default=ROOT / ".scratch")
+    parser.add_argument("--daemon", action="store_true", help="then run the daemon until interrupted")
     args = parser.parse_args()
-    repo = scratch_copy(args.scratch.resolve())
-    print(f"scratch repository: {repo}")
-    return subprocess.run([sys.executable, "-m", "reconciler", "--version"], check=False).returncode
+    scratch = args.scratch.resolve()
+    repo = scratch_copy(scratch)
+    data = scratch / "data"
+    where = ["--repo", str(repo), "--data-dir", str(data)]
+    print(f"scratch repository: {repo}\ndata dir:           {data}\n", flush=True)
+    code = reconcile("apply", *where)
+    reconcile("status", *where)
+    print(f"\naudit trail: git -C {repo} log reconciler/state", flush=True)
+    return code
 
 
 if __name__ == "__main__":

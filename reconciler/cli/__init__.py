@@ -24,7 +24,10 @@ def _root(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "warning",
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (to stderr).")] = "text",
 ) -> None:
-    logfmt.configure(log_level, log_format)
+    try:
+        logfmt.configure(log_level, log_format)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 def _register() -> None:
