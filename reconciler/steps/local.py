@@ -27,6 +27,7 @@ class LocalStepRunner:
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         started_at = utcnow()
         try:
+            ctx.data_dir.mkdir(parents=True, exist_ok=True)
             kind = step.kind
             if kind is StepKind.SHELL:
                 return run_shell(step, ctx)

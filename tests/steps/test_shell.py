@@ -230,3 +230,21 @@ def test_a_cwd_outside_the_checkout_is_refused(
         outcome = runner.run(step({"shell": {"run": "true", "cwd": cwd}}), make_ctx())
         assert outcome.error_kind is ErrorKind.CONFIGURATION, cwd
         assert repr(cwd) in outcome.summary
+
+
+def test_the_data_dir_is_created_when_missing(make_ctx: ContextFactory, tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh" / "web"
+    outcome = runner.run(
+        step({"shell": {"run": 'touch "$RECONCILE_DATA_DIR/x"'}}), make_ctx(data_dir=data_dir)
+    )
+    assert outcome.ok, outcome.output_tail
+    assert (data_dir / "x").is_file()
+
+
+def test_an_unusable_data_dir_is_a_filesystem_failure(make_ctx: ContextFactory, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    outcome = runner.run(step({"shell": {"run": "true"}}), make_ctx(data_dir=blocker / "web"))
+    assert not outcome.ok
+    assert outcome.error_kind is ErrorKind.FILESYSTEM
+    assert str(blocker / "web") in outcome.summary
