@@ -149,8 +149,14 @@ def _short(sha: str | None) -> str:
     return sha[:12] if sha else "work tree"
 
 
+def _desired(plan: EnvironmentPlan, missing: str) -> str:
+    if plan.verdict is Verdict.INVALID:
+        return "(invalid file)"
+    return plan.desired_state or missing
+
+
 def _states(plan: EnvironmentPlan) -> str:
-    return f"{plan.observed_state or '(none)'} -> {plan.desired_state or '(no file)'}"
+    return f"{plan.observed_state or '(none)'} -> {_desired(plan, '(no file)')}"
 
 
 def _summary(counts: Counter[Verdict]) -> str:
@@ -252,6 +258,9 @@ def _what_happens(plan: EnvironmentPlan) -> str:
     return f"{icon} {plan.verdict}"
 
 
+_INVALID_WHY = "left alone until the file is fixed (see below)"
+
+
 def _row(item: ReviewedPlan) -> str:
     plan = item.plan
     name = f"**{plan.name}**"
@@ -260,9 +269,9 @@ def _row(item: ReviewedPlan) -> str:
     cells = [
         name,
         _cell(plan.observed_state or "—"),
-        _cell(plan.desired_state or "—"),
+        _cell(_desired(plan, "(no file)")),
         _cell(_what_happens(plan)),
-        _cell(plan.reason),
+        _cell(_INVALID_WHY if plan.verdict is Verdict.INVALID else plan.reason),
     ]
     return "| " + " | ".join(cells) + " |"
 

@@ -180,11 +180,13 @@ def test_invalid_file_is_reported_with_its_location_and_fails(gitops: GitOps) ->
     gitops.commit("typo")
     result = gitops.plan()
     assert result.returncode == 1
-    assert "web       (none) -> (no file): invalid" in result.stdout
+    assert "web       (none) -> (invalid file): invalid" in result.stdout
     assert "environments/web.yaml:5:" in result.stdout
     # The other environment is still planned.
     assert "database  (none) -> running: changes" in result.stdout
     markdown = gitops.plan("--format", "markdown").stdout
+    row = "| **web** | — | (invalid file) | ❌ invalid | left alone until the file is fixed (see below) |"
+    assert row in markdown
     assert "#### ❌ Invalid files" in markdown
     assert "environments/web.yaml:5:" in markdown
 
