@@ -1,0 +1,537 @@
+"""``reconcile(name)``: the one verb at the centre.
+
+Level-based: every turn re-reads the observed state, asks the pure planner
+what to do next, and performs exactly one action (one or two transition
+commits). A lost compare-and-swap means somebody else moved first: re-read and
+decide again. A failing step is a value recorded as the phase's failed state;
+only cancellation ends a phase early, and it too is recorded (``interrupted``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from reconciler.desired.resolved import DesiredSnapshot, ResolvedEnvironment
+from reconciler.desired.templating import TemplateError, render_step, resolve_vars
+from reconciler.domain import (
+    FORWARD_PHASES,
+    AnyEnvironment,
+    Environment,
+    ErrorKind,
+    FailureContext,
+    Phase,
+)
+from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
+from reconciler.domain.dispatch import recreate as recreate_env
+from reconciler.engine.checkout import ensure_checkout
+from reconciler.engine.clock import Clock, SystemClock
+from reconciler.engine.trace import trace_path, write_trace
+from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
+from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
+from reconciler.store import CorruptStateError, LostRace, Observed, StateStore
+from reconciler.store.lock import is_stale, new_lock
+from reconciler.store.recovery import recover_stale
+
+logger = logging.getLogger(__name__)
+
+#: A reconcile never performs more actions than this in one call (a safety net, not a budget).
+MAX_ACTIONS = 32
+#: How often a lost compare-and-swap is retried before the turn gives up.
+MAX_LOST_RACES = 8
+#: Added to a phase's timeout to make its lock's expiry.
+LOCK_GRACE_SECONDS = 60.0
+
+
+class Outcome(StrEnum):
+    """How one environment's reconcile ended."""
+
+    CONVERGED = "converged"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    WAITING = "waiting"
+    AHEAD = "ahead"
+    SUSPENDED = "suspended"
+    PROTECTED = "protected"
+    UNMANAGED = "unmanaged"
+    INVALID = "invalid"
+    CORRUPT = "corrupt"
+
+
+_PHASE_OF_STATE: Mapping[str, str] = {
+    "provisioned": "provision",
+    "configured": "configure",
+    "released": "release",
+    "running": "run",
+}
+
+_FROM_VERDICT: Mapping[Verdict, Outcome] = {
+    Verdict.CONVERGED: Outcome.CONVERGED,
+    Verdict.WAITING: Outcome.WAITING,
+    Verdict.BLOCKED: Outcome.BLOCKED,
+    Verdict.AHEAD: Outcome.AHEAD,
+    Verdict.SUSPENDED: Outcome.SUSPENDED,
+    Verdict.PROTECTED: Outcome.PROTECTED,
+    Verdict.UNMANAGED: Outcome.UNMANAGED,
+    Verdict.INVALID: Outcome.INVALID,
+    Verdict.CORRUPT: Outcome.CORRUPT,
+}
+
+
+@dataclass(frozen=True)
+class TransitionEvent:
+    """Progress: one transition committed."""
+
+    environment: str
+    from_state: str
+    to_state: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    name: str
+    outcome: Outcome
+    reason: str
+    state: str | None
+    transitions: tuple[tuple[str, str], ...] = ()
+    failure: FailureContext | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.CONVERGED
+
+
+@dataclass
+class Engine:
+    """Acts on plans: the only place transitions are committed during a reconcile."""
+
+    repo: pygit2.Repository
+    store: StateStore
+    runner: StepRunner
+    data_dir: Path
+    clock: Clock = field(default_factory=SystemClock)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    on_transition: Callable[[TransitionEvent], None] | None = None
+    on_output: Callable[[str, str], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    prune: bool = False
+
+    # -- the verb -----------------------------------------------------------------------
+
+    def reconcile(self, snapshot: DesiredSnapshot, name: str) -> ReconcileResult:
+        """Act until ``name`` has converged, failed, or cannot move now."""
+        transitions: list[tuple[str, str]] = []
+        lost = 0
+        for _ in range(MAX_ACTIONS):
+            if self.cancel.is_set():
+                return self._result(name, Outcome.WAITING, "stopping", transitions)
+            try:
+                observed = self.store.read(name)
+            except CorruptStateError as e:
+                return self._result(name, Outcome.CORRUPT, str(e), transitions)
+            plan = self.plan(snapshot, name, observed)
+            if plan.verdict is not Verdict.CHANGES:
+                return self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
+            try:
+                failure = self._act(snapshot, plan, observed, transitions)
+            except LostRace:
+                lost += 1
+                if lost > MAX_LOST_RACES:
+                    return self._result(
+                        name, Outcome.WAITING, "another reconciler keeps moving first", transitions
+                    )
+                logger.debug("lost compare-and-swap, re-reading", extra={"environment": name})
+                continue
+            if failure is not None:
+                return self._result(
+                    name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
+                )
+        return self._result(name, Outcome.WAITING, "action budget used up; will continue", transitions)
+
+    def plan(self, snapshot: DesiredSnapshot, name: str, observed: Observed | None) -> EnvironmentPlan:
+        """The planner's view of ``name`` now (reads dependencies' states, not their files)."""
+        now = self.clock.now()
+        desired = snapshot.environments.get(name)
+        if name in snapshot.broken:
+            problems = snapshot.broken[name]
+            return EnvironmentPlan(
+                name=name,
+                verdict=Verdict.INVALID,
+                actions=(),
+                reason="; ".join(str(p) for p in problems),
+                observed_state=observed.env.state_name if observed else None,
+                desired_state=None,
+            )
+        env = observed.env if observed else None
+        ctx = PlanContext(
+            now=now,
+            prune=self.prune or snapshot.config.prune,
+            lock_stale=bool(env and env.lock and is_stale(env.lock, now)),
+            dependencies=self._dependencies(snapshot, desired),
+        )
+        return plan_environment(name, env, desired, ctx)
+
+    def _dependencies(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment | None
+    ) -> dict[str, bool]:
+        ready: dict[str, bool] = {}
+        if desired is None:
+            return ready
+        now = self.clock.now()
+        for dep in desired.depends_on:
+            try:
+                observed = self.store.read(dep)
+            except CorruptStateError:
+                ready[dep] = False
+                continue
+            dep_desired = snapshot.environments.get(dep)
+            env = observed.env if observed else None
+            dep_plan = plan_environment(dep, env, dep_desired, PlanContext(now=now))
+            # A dependency that is waiting only on its own dependencies is not ready either.
+            ready[dep] = dep_plan.verdict is Verdict.CONVERGED
+        return ready
+
+    # -- actions ------------------------------------------------------------------------
+
+    def _act(
+        self,
+        snapshot: DesiredSnapshot,
+        plan: EnvironmentPlan,
+        observed: Observed | None,
+        transitions: list[tuple[str, str]],
+    ) -> FailureContext | None:
+        action = plan.actions[0]
+        name = plan.name
+        commit = snapshot.commit
+        now = self.clock.now()
+        if action.kind is ActionKind.CREATE:
+            created = Environment.create(name, desired_commit=commit, at=now).into_any()
+            self._commit(name, observed, created, transitions, detail=action.reason)
+            return None
+        if action.kind is ActionKind.RECREATE:
+            assert observed is not None
+            self._commit(
+                name, observed, recreate_env(observed.env, desired_commit=commit, at=now), transitions
+            )
+            return None
+        if action.kind is ActionKind.RECOVER:
+            assert observed is not None
+            before = observed.env.state_name
+            if recover_stale(self.store, now, names=[name]):
+                after = self.store.read(name)
+                to_state = after.env.state_name if after else "?"
+                transitions.append((before, to_state))
+                self._emit(TransitionEvent(name, before, to_state, "stale lock recovered"))
+                return None
+            raise LostRace(f"{name}: lock was not stale any more")
+        assert action.kind is ActionKind.PHASE
+        assert action.phase is not None
+        assert observed is not None
+        desired = snapshot.environments[name]
+        return self.run_phase(snapshot, desired, observed, action.phase, plan.next_attempt, transitions)
+
+    def _commit(
+        self,
+        name: str,
+        observed: Observed | None,
+        after: AnyEnvironment,
+        transitions: list[tuple[str, str]],
+        *,
+        detail: str | None = None,
+    ) -> Observed:
+        before = observed.env.state_name if observed else "none"
+        result = self.store.apply(
+            name,
+            observed.version if observed else None,
+            after,
+            from_state=before,
+            desired_commit=after.desired_commit,
+            detail=detail,
+        )
+        transitions.append((before, after.state_name))
+        self._emit(TransitionEvent(name, before, after.state_name, detail))
+        return result
+
+    def _emit(self, event: TransitionEvent) -> None:
+        if self.on_transition is not None:
+            self.on_transition(event)
+
+    # -- one phase ----------------------------------------------------------------------
+
+    def run_phase(
+        self,
+        snapshot: DesiredSnapshot,
+        desired: ResolvedEnvironment,
+        observed: Observed,
+        phase: Phase,
+        attempt: int,
+        transitions: list[tuple[str, str]] | None = None,
+    ) -> FailureContext | None:
+        """Take the lock, run the phase's steps, commit success or failure.
+
+        Returns the failure context, or ``None`` on success. ``LostRace`` from
+        taking the lock propagates: nothing ran.
+        """
+        transitions = transitions if transitions is not None else []
+        name = desired.name
+        timeout = float(desired.spec.timeout_seconds)
+        started_at = self.clock.now()
+        lock = new_lock(timeout, LOCK_GRACE_SECONDS, started_at)
+        entering = start_phase(observed.env, phase, lock=lock, desired_commit=snapshot.commit, at=started_at)
+        held = self._commit(name, observed, entering, transitions)
+
+        started = time.monotonic()
+        deadline = started + timeout
+        outputs: dict[str, str] = dict(held.env.outputs)
+        secrets: frozenset[str] = frozenset()
+        outcome: StepOutcome | None = None
+        kind: ErrorKind | None = None
+        summary = ""
+        failed_step = f"{phase} phase"
+        chain: tuple[str, ...] = ()
+        tail = ""
+        try:
+            checkout = self._checkout(snapshot)
+            resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
+            for step in desired.steps(phase):
+                failed_step = step.describe()
+                if self.cancel.is_set():
+                    kind, summary = ErrorKind.INTERRUPTED, "interrupted before the step started"
+                    break
+                rendered = render_step(
+                    step, environment=name, vars=desired.vars, outputs=outputs, environ=self.environ
+                )
+                secrets = secrets | rendered.secrets
+                step_deadline = deadline
+                body_timeout = getattr(rendered.step.body, "timeout_seconds", None)
+                if rendered.step.shell is not None and body_timeout:
+                    step_deadline = min(deadline, time.monotonic() + float(body_timeout))
+                outcome = self.runner.run(
+                    rendered.step,
+                    StepContext(
+                        environment=name,
+                        desired_commit=snapshot.commit or "",
+                        checkout=checkout,
+                        data_dir=self.data_dir / name,
+                        vars=resolved_vars,
+                        outputs=dict(outputs),
+                        secrets=secrets,
+                        deadline=step_deadline,
+                        log=self._output_sink(name),
+                        cancel=self.cancel,
+                        phase=str(phase),
+                    ),
+                )
+                if not outcome.ok:
+                    kind = outcome.error_kind or ErrorKind.COMMAND_FAILED
+                    summary, chain, tail = outcome.summary, outcome.error_chain, outcome.output_tail
+                    failed_step = outcome.step
+                    break
+                outputs.update(outcome.outputs)
+        except TemplateError as e:
+            kind, summary = ErrorKind.TEMPLATE, f"template error in {e}"
+            chain = (str(e),)
+        except OSError as e:
+            kind, summary = ErrorKind.FILESYSTEM, f"{type(e).__name__}: {e}"
+            chain = (str(e),)
+
+        finished_at = self.clock.now()
+        current = self.store.read(name)
+        if current is None or current.env.lock is None or current.env.lock.id != lock.id:
+            # Somebody force-unlocked us meanwhile: their record stands.
+            logger.warning(
+                "lock taken away during the phase", extra={"environment": name, "phase": str(phase)}
+            )
+            raise LostRace(f"{name}: the lock was removed while {phase} ran")
+
+        if kind is None:
+            done = succeed_phase(
+                current.env,
+                phase_hash=desired.phase_hashes.get(phase),
+                outputs=outputs,
+                at=finished_at,
+            )
+            self._commit(name, current, done, transitions)
+            return None
+
+        summary = redact(summary, secrets)
+        failure = FailureContext(
+            phase=phase,
+            failed_step=redact(failed_step, secrets),
+            error_kind=kind,
+            error_summary=summary,
+            attempt=0 if kind is ErrorKind.INTERRUPTED else attempt,
+            execution_started_at=started_at,
+            failed_at=finished_at,
+            execution_duration_seconds=round(time.monotonic() - started, 3),
+            phase_hash=desired.phase_hashes.get(phase),
+        )
+        path = trace_path(self.data_dir, name, str(phase), finished_at.strftime("%Y%m%d-%H%M%S"))
+        failure = failure.model_copy(update={"trace_file": str(path)})
+        try:
+            write_trace(
+                path,
+                environment=name,
+                desired_commit=snapshot.commit,
+                failure=failure,
+                error_chain=[redact(c, secrets) for c in chain],
+                output_tail=redact(tail, secrets),
+            )
+        except OSError as e:
+            logger.error("could not write the trace file", extra={"environment": name, "error": str(e)})
+            failure = failure.model_copy(update={"trace_file": None})
+        self._commit(
+            name,
+            current,
+            fail_phase(current.env, failure, at=finished_at),
+            transitions,
+            detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+        )
+        return failure
+
+    # -- drift and health ---------------------------------------------------------------
+
+    def check(self, snapshot: DesiredSnapshot, name: str) -> ReconcileResult:
+        """Run a converged environment's ``check`` steps; on a failure re-apply from its ``reapply`` phase.
+
+        A passing check writes nothing. A failing one re-runs the named phase and
+        every later phase up to the desired state, each recorded as transitions.
+        """
+        transitions: list[tuple[str, str]] = []
+        observed = self.store.read(name)
+        plan = self.plan(snapshot, name, observed)
+        desired = snapshot.environments.get(name)
+        if plan.verdict is not Verdict.CONVERGED or observed is None or desired is None:
+            return self._result(
+                name, _FROM_VERDICT.get(plan.verdict, Outcome.WAITING), plan.reason, [], observed
+            )
+        target = desired.desired_state
+        if str(target) in ("created", "destroyed"):
+            return self._result(name, Outcome.CONVERGED, "nothing to check", [], observed)
+        failing = self._failing_check(snapshot, desired, observed)
+        if failing is None:
+            return self._result(name, Outcome.CONVERGED, "checks passed", [], observed)
+        step_reapply, summary = failing
+        logger.warning(
+            "check failed; re-applying",
+            extra={"environment": name, "reapply": step_reapply, "summary": summary},
+        )
+        order = list(FORWARD_PHASES)
+        last = order.index(Phase(_PHASE_OF_STATE[str(target)]))
+        for phase in order[order.index(Phase(step_reapply)) : last + 1]:
+            current = self.store.read(name)
+            assert current is not None
+            failure = self.run_phase(snapshot, desired, current, phase, attempt=1, transitions=transitions)
+            if failure is not None:
+                return self._result(
+                    name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
+                )
+        return self._result(
+            name,
+            Outcome.CONVERGED,
+            f"check failed ({summary}); re-applied",
+            transitions,
+            self.store.read(name),
+        )
+
+    def _failing_check(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed
+    ) -> tuple[str, str] | None:
+        steps = desired.steps("check")
+        if not steps:
+            return None
+        checkout = self._checkout(snapshot)
+        outputs = dict(observed.env.outputs)
+        try:
+            resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
+        except TemplateError as e:
+            return "run", f"template error: {e}"
+        for step in steps:
+            try:
+                rendered = render_step(
+                    step, environment=desired.name, vars=desired.vars, outputs=outputs, environ=self.environ
+                )
+            except TemplateError as e:
+                return step.reapply or "run", f"template error: {e}"
+            outcome = self.runner.run(
+                rendered.step,
+                StepContext(
+                    environment=desired.name,
+                    desired_commit=snapshot.commit or "",
+                    checkout=checkout,
+                    data_dir=self.data_dir / desired.name,
+                    vars=resolved_vars,
+                    outputs=outputs,
+                    secrets=secrets | rendered.secrets,
+                    deadline=time.monotonic() + float(desired.spec.timeout_seconds),
+                    cancel=self.cancel,
+                    phase="check",
+                ),
+            )
+            if not outcome.ok:
+                return step.reapply or "run", redact(outcome.summary, secrets | rendered.secrets)
+        return None
+
+    def _checkout(self, snapshot: DesiredSnapshot) -> Path:
+        if snapshot.commit is None:
+            raise OSError("desired state read from a work tree cannot be applied; commit it first")
+        return ensure_checkout(self.repo, snapshot.commit, self.data_dir)
+
+    def _output_sink(self, name: str) -> Callable[[str], None] | None:
+        sink = self.on_output
+        if sink is None:
+            return None
+        return lambda line: sink(name, line)
+
+    def _result(
+        self,
+        name: str,
+        outcome: Outcome,
+        reason: str,
+        transitions: list[tuple[str, str]],
+        observed: Observed | None = None,
+        failure: FailureContext | None = None,
+    ) -> ReconcileResult:
+        return ReconcileResult(
+            name=name,
+            outcome=outcome,
+            reason=reason,
+            state=observed.env.state_name if observed else None,
+            transitions=tuple(transitions),
+            failure=failure,
+        )
+
+
+def reset_attempts(store: StateStore, name: str, *, now: Any = None) -> Observed:
+    """``reconcile retry``: keep the failed state, set its attempt count to 0, as one commit.
+
+    The planner retries a failure whose attempt is 0 at once, whatever the backoff.
+    """
+    observed = store.read(name)
+    if observed is None:
+        raise LookupError(f"environment '{name}' has never been observed")
+    failure = observed.env.error_details
+    if failure is None:
+        raise ValueError(f"environment '{name}' is in state '{observed.env.state_name}', not a failed state")
+    env = replace(observed.env.environment, failure=failure.model_copy(update={"attempt": 0}))
+    if now is not None:
+        env = replace(env, updated_at=now)
+    after = env.into_any()
+    return store.apply(
+        name,
+        observed.version,
+        after,
+        from_state=observed.env.state_name,
+        desired_commit=observed.env.desired_commit,
+        detail="retry requested: attempts reset",
+    )
