@@ -38,13 +38,15 @@ def shell_env(
     *,
     desired: str = "running",
     release: str = "v1",
-    sleep: float = 0.0,
+    slow: str | None = None,
+    pause: float = 0.0,
     phases: tuple[str, ...] = ("provision", "configure", "release", "run"),
-    extra: str = "",
 ) -> str:
-    """An environment whose every phase appends ``<phase> start <t>`` / ``<phase> end <t>`` to ``log``.
+    """An environment whose every phase appends ``<env> <phase> start|end <time> <pid>`` to ``log``.
 
-    ``release`` goes into the release phase's command, so changing it changes only that phase's inputs.
+    ``release`` goes into the release phase's command, so changing it changes only that
+    phase's inputs. The ``slow`` phase sleeps ``pause`` seconds and writes its shell's pid
+    to ``<log>.<env>.pid``; a SIGTERM ends it with a ``killed`` line instead of ``end``.
     """
     lines = [
         "apiVersion: reconciler/v1",
@@ -55,20 +57,26 @@ def shell_env(
         f"  desiredState: {desired}",
         "  vars:",
         f"    log: {json.dumps(str(log))}",
-        "    pause: " + json.dumps(str(sleep)),
+        f"    pidfile: {json.dumps(f'{log}.{name}.pid')}",
         "  retry: {limit: 3, backoffSeconds: 1}",
         "  timeoutSeconds: 120",
         "  phases:",
     ]
     for phase in (*phases, "destroy"):
         tag = f"{phase}-{release}" if phase == "release" else phase
-        run = (
-            f'echo "{name} {tag} start $(date +%s.%N) $$" >> "$RECONCILE_VAR_LOG"; '
-            'sleep "$RECONCILE_VAR_PAUSE"; '
-            f'echo "{name} {tag} end $(date +%s.%N) $$" >> "$RECONCILE_VAR_LOG"'
-        )
+        note = f'echo "{name} {tag} EVENT $(date +%s.%N) $$" >> "$RECONCILE_VAR_LOG"'
+        run = note.replace("EVENT", "start")
+        if phase == slow:
+            # Its own output goes to a file: an orphan's stdout is a pipe nobody reads (SIGPIPE).
+            run = (
+                'exec 2>> "$RECONCILE_VAR_LOG.err"; '
+                f"trap '{note.replace('EVENT', 'killed')}; exit 143' TERM; "
+                'echo $$ > "$RECONCILE_VAR_PIDFILE"; '
+                f"{run}; sleep {pause} & wait $!"
+            )
+        run = f"{run}; {note.replace('EVENT', 'end')}"
         lines.append(f"    {phase}: [{{shell: {{run: {json.dumps(run)}}}}}]")
-    return "\n".join(lines) + "\n" + extra
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -106,7 +114,7 @@ def assert_no_overlap(log: Path) -> None:
     for x in lines:
         if x.event == "start":
             open_runs[(x.env, x.pid)] = x.at
-        elif x.event == "end":
+        elif x.event in ("end", "killed"):
             start = open_runs.pop((x.env, x.pid))
             intervals.setdefault(x.env, []).append((start, x.at, x.phase))
     for (env, _pid), start in open_runs.items():  # killed before its end: it ran until at least now

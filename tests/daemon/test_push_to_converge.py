@@ -1,0 +1,59 @@
+"""A git push into the server repository is acted on at once (a real daemon subprocess)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.kit import Daemons, Server, runs, shell_env, state_is, state_of, transitions, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+
+def test_a_pushed_environment_converges_and_a_changed_release_reruns_only_release_and_run(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    log = tmp_path / "side-effects.log"
+    daemons.start(server.bare)
+
+    server.write("environments/web.yaml", shell_env("web", log))
+    server.push("add web")
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+    assert runs(log) == ["web provision", "web configure", "web release-v1", "web run"]
+
+    server.write("environments/web.yaml", shell_env("web", log, release="v2"))
+    server.push("release v2")
+    wait_for("web re-released", lambda: "web release-v2" in runs(log), 20)
+    wait_for("web running again", state_is(server.bare, "web", "running"), 20)
+    assert runs(log)[4:] == ["web release-v2", "web run"]
+
+
+def test_a_pushed_destroyed_destroys(server: Server, daemons: Daemons, tmp_path: Path) -> None:
+    log = tmp_path / "side-effects.log"
+    daemons.start(server.bare)
+    server.write("environments/web.yaml", shell_env("web", log))
+    server.push("add web")
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+
+    server.write("environments/web.yaml", shell_env("web", log, desired="destroyed"))
+    server.push("destroy web")
+    wait_for("web destroyed", state_is(server.bare, "web", "destroyed"), 20)
+    assert runs(log)[-1] == "web destroy"
+    assert ("web", "destroying", "destroyed") in transitions(server.bare)
+
+
+def test_a_bad_file_pushed_beside_good_ones_leaves_them_converging(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    log = tmp_path / "side-effects.log"
+    daemons.start(server.bare)
+    server.write("environments/good.yaml", shell_env("good", log))
+    server.write("environments/other.yaml", shell_env("other", log))
+    server.write("environments/bad.yaml", "apiVersion: reconciler/v1\nkind: Environment\nspec: [unclosed\n")
+    server.push("two good, one bad")
+
+    wait_for("good running", state_is(server.bare, "good", "running"), 20)
+    wait_for("other running", state_is(server.bare, "other", "running"), 20)
+    assert state_of(server.bare, "bad") is None
+    assert {env for env, _, _ in transitions(server.bare)} == {"good", "other"}

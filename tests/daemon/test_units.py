@@ -1,0 +1,144 @@
+"""The daemon's pure parts: durations, the keyed work queue, webhook signatures, the metrics text."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from reconciler.daemon.durations import parse_duration
+from reconciler.daemon.metrics import Counter, Histogram, Registry
+from reconciler.daemon.webhook import signature_for, verify_delivery
+from reconciler.daemon.workqueue import WorkQueue
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), ("10", 10), ("1.5s", 1.5)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5d", "-1s", "1 2"])
+def test_bad_durations_say_what_is_accepted(text: str) -> None:
+    with pytest.raises(ValueError, match="e.g. 250ms, 30s, 5m, 1h"):
+        parse_duration(text)
+
+
+def test_a_burst_of_adds_while_queued_is_one_turn() -> None:
+    q = WorkQueue()
+    for _ in range(5):
+        q.add("web")
+    q.add("db")
+    assert q.depth() == 2
+    assert q.get() == "web"
+    assert q.get() == "db"
+    assert q.depth() == 0
+
+
+def test_adds_while_running_are_one_more_turn_after_done_never_two_workers() -> None:
+    q = WorkQueue()
+    q.add("web")
+    assert q.get() == "web"
+    q.add("web")
+    q.add("web")
+    assert q.depth() == 0, "not handed out while a worker holds it"
+    q.done("web")
+    assert q.depth() == 1
+    assert q.get() == "web"
+    q.done("web")
+    assert q.depth() == 0
+
+
+def test_many_workers_never_hold_one_name_at_once() -> None:
+    q = WorkQueue()
+    holding: set[str] = set()
+    guard = threading.Lock()
+    overlaps: list[str] = []
+    turns: list[str] = []
+
+    def worker() -> None:
+        while (name := q.get()) is not None:
+            with guard:
+                if name in holding:
+                    overlaps.append(name)
+                holding.add(name)
+                turns.append(name)
+            time.sleep(0.002)
+            with guard:
+                holding.discard(name)
+            q.done(name)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for i in range(400):
+        q.add(f"env-{i % 4}")
+    time.sleep(0.3)
+    q.shut_down()
+    for t in threads:
+        t.join(timeout=5)
+    assert overlaps == []
+    assert 4 <= len(turns) < 400
+
+
+def test_add_at_delays_and_an_earlier_time_or_add_wins() -> None:
+    q = WorkQueue()
+    q.add_at("web", time.monotonic() + 0.2)
+    q.add_at("web", time.monotonic() + 5)
+    t0 = time.monotonic()
+    assert q.get() == "web"
+    assert 0.15 <= time.monotonic() - t0 < 2
+    q.done("web")
+    q.add_at("db", time.monotonic() + 10)
+    q.add("db")
+    assert q.get() == "db"
+    q.done("db")
+    assert q.scheduled() == 0
+
+
+def test_forget_drops_a_scheduled_recheck_and_shut_down_releases_workers() -> None:
+    q = WorkQueue()
+    q.add_at("web", time.monotonic() + 0.05)
+    q.forget("web")
+    got: list[str | None] = []
+    t = threading.Thread(target=lambda: got.append(q.get()))
+    t.start()
+    time.sleep(0.2)
+    q.shut_down()
+    t.join(timeout=2)
+    assert got == [None]
+
+
+def test_webhook_verdicts() -> None:
+    body = b'{"ref": "refs/heads/main"}'
+    good = signature_for("k", body)
+    assert verify_delivery(None, good, "push", body).status == 503
+    assert verify_delivery("", good, "push", body).status == 503
+    assert verify_delivery("k", None, "push", body).status == 403
+    assert verify_delivery("k", signature_for("other", body), "push", body).status == 403
+    assert verify_delivery("k", good, "push", body + b" ").status == 403
+    accepted = verify_delivery("k", good, "push", body)
+    assert (accepted.status, accepted.trigger) == (202, True)
+    assert not verify_delivery("k", good, "ping", body).trigger
+    assert not verify_delivery("k", good, "issues", body).trigger
+
+
+def test_metrics_text_format() -> None:
+    r = Registry()
+    c = r.register(Counter("x_total", "Things.", ["kind"]))
+    h = r.register(Histogram("d_seconds", "Durations.", ["phase"], buckets=(1, 10)))
+    c.inc('a"b\n')
+    h.observe(0.5, "run")
+    h.observe(5, "run")
+    text = r.exposition()
+    assert "# TYPE x_total counter" in text
+    assert 'x_total{kind="a\\"b\\n"} 1' in text
+    assert 'd_seconds_bucket{phase="run",le="1"} 1' in text
+    assert 'd_seconds_bucket{phase="run",le="10"} 2' in text
+    assert 'd_seconds_bucket{phase="run",le="+Inf"} 2' in text
+    assert 'd_seconds_sum{phase="run"} 5.5' in text
+    assert 'd_seconds_count{phase="run"} 2' in text
