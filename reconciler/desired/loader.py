@@ -331,7 +331,7 @@ def _refs_unchanged(refs: Iterable[tuple[str, str | None]], ids: Callable[[str],
         return False
 
 
-def _resolve(  # noqa: PLR0917
+def _resolve(
     name: str,
     path: str,
     blob_id: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -128,19 +129,6 @@ def _strings(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
     return []
 
 
-def _templates(step: Step) -> list[tuple[Loc, nodes.Template | str]]:
-    """Each templated field with its parsed form, or the syntax error message."""
-    out: list[tuple[Loc, nodes.Template | str]] = []
-    for loc, text in _strings(step.model_dump(by_alias=True, exclude_none=True), ()):
-        if not is_template(text):
-            continue
-        try:
-            out.append((loc, _jinja.parse(text)))
-        except TemplateSyntaxError as e:
-            out.append((loc, f"invalid template syntax: {e.message} (template line {e.lineno})"))
-    return out
-
-
 def _var_refs(ast: nodes.Template, root: str) -> tuple[set[str], bool]:
     """Attributes read from ``root``, and whether ``root`` is also used some other way."""
     names: set[str] = set()
@@ -163,30 +151,56 @@ def _var_refs(ast: nodes.Template, root: str) -> tuple[set[str], bool]:
     return names, total > direct
 
 
+@dataclass(frozen=True)
+class _Analysis:
+    """What a template reads, found once per distinct template text."""
+
+    syntax_error: str | None = None
+    unknown: tuple[str, ...] = ()
+    environment_attrs: frozenset[str] = frozenset()
+    vars_used: frozenset[str] = frozenset()
+    vars_whole: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _analyse(text: str) -> _Analysis:
+    try:
+        ast = _jinja.parse(text)
+    except TemplateSyntaxError as e:
+        return _Analysis(syntax_error=f"invalid template syntax: {e.message} (template line {e.lineno})")
+    env_attrs, _ = _var_refs(ast, "environment")
+    used, whole = _var_refs(ast, "vars")
+    unknown = tuple(sorted(find_undeclared_variables(ast) - TEMPLATE_NAMES))
+    return _Analysis(None, unknown, frozenset(env_attrs), frozenset(used), whole)
+
+
+def _templates(step: Step) -> list[tuple[Loc, _Analysis]]:
+    """Each templated field of the step with what its template reads."""
+    data = step.model_dump(by_alias=True, exclude_none=True)
+    return [(loc, _analyse(text)) for loc, text in _strings(data, ()) if is_template(text)]
+
+
 def template_issues(step: Step, declared_vars: Collection[str] | None = None) -> list[tuple[Loc, str]]:
     """Static checks of a step's templates, each with the field it is about (relative to the step)."""
     issues: list[tuple[Loc, str]] = []
-    for loc, parsed in _templates(step):
+    for loc, found in _templates(step):
         where = f"`{field_path(loc)}`"
-        if isinstance(parsed, str):
-            issues.append((loc, f"{where}: {parsed}"))
+        if found.syntax_error is not None:
+            issues.append((loc, f"{where}: {found.syntax_error}"))
             continue
-        unknown = sorted(find_undeclared_variables(parsed) - TEMPLATE_NAMES)
-        if unknown:
+        if found.unknown:
             issues.append(
                 (
                     loc,
-                    f"{where}: the template uses {', '.join(unknown)}; only environment.name, "
+                    f"{where}: the template uses {', '.join(found.unknown)}; only environment.name, "
                     "vars.NAME and outputs.NAME are available",
                 )
             )
-        env_attrs, _ = _var_refs(parsed, "environment")
-        if env_attrs - {"name"}:
-            bad = ", ".join(f"environment.{a}" for a in sorted(env_attrs - {"name"}))
+        if found.environment_attrs - {"name"}:
+            bad = ", ".join(f"environment.{a}" for a in sorted(found.environment_attrs - {"name"}))
             issues.append((loc, f"{where}: {bad} is not defined; environment has only `name`"))
         if declared_vars is not None:
-            used, _ = _var_refs(parsed, "vars")
-            missing = sorted(used - set(declared_vars))
+            missing = sorted(found.vars_used - set(declared_vars))
             if missing:
                 have = ", ".join(sorted(declared_vars)) or "none"
                 issues.append(
@@ -208,11 +222,10 @@ def referenced_vars(steps: Collection[Step]) -> frozenset[str] | None:
     """The vars the steps' templates read, or ``None`` when they may read any (``vars`` used whole)."""
     names: set[str] = set()
     for step in steps:
-        for _, parsed in _templates(step):
-            if isinstance(parsed, str):
+        for _, found in _templates(step):
+            if found.syntax_error is not None:
                 continue
-            used, whole = _var_refs(parsed, "vars")
-            if whole:
+            if found.vars_whole:
                 return None
-            names |= used
+            names |= found.vars_used
     return frozenset(names)
