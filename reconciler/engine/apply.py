@@ -32,10 +32,17 @@ def targets(engine: Engine, snapshot: DesiredSnapshot, names: Iterable[str] | No
     return wanted
 
 
-def apply_environments(
-    engine: Engine, snapshot: DesiredSnapshot, names: Iterable[str] | None = None, *, workers: int = 4
-) -> list[ReconcileResult]:
-    chosen = targets(engine, snapshot, names)
+def _going_away(snapshot: DesiredSnapshot, name: str) -> bool:
+    desired = snapshot.environments.get(name)
+    return desired is None or str(desired.desired_state) == "destroyed"
+
+
+def run_after(snapshot: DesiredSnapshot, chosen: list[str]) -> dict[str, set[str]]:
+    """For each environment, the ones whose turn must end before its own.
+
+    Coming up, an environment goes after what it depends on; going away, after
+    what depends on it (a database is destroyed after the web that uses it).
+    """
     chosen_set = set(chosen)
     deps = {
         n: {d for d in snapshot.environments[n].depends_on if d in chosen_set}
@@ -43,12 +50,28 @@ def apply_environments(
         else set()
         for n in chosen
     }
+    after: dict[str, set[str]] = {n: set() for n in chosen}
+    for n in chosen:
+        for d in deps[n]:
+            if _going_away(snapshot, d):
+                if _going_away(snapshot, n):
+                    after[d].add(n)
+            else:
+                after[n].add(d)
+    return after
+
+
+def apply_environments(
+    engine: Engine, snapshot: DesiredSnapshot, names: Iterable[str] | None = None, *, workers: int = 4
+) -> list[ReconcileResult]:
+    chosen = targets(engine, snapshot, names)
+    after = run_after(snapshot, chosen)
     results: dict[str, ReconcileResult] = {}
     pending = list(chosen)
     running: dict[Future[ReconcileResult], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="reconcile") as pool:
         while pending or running:
-            ready = [n for n in pending if deps[n] <= results.keys()]
+            ready = [n for n in pending if after[n] <= results.keys()]
             if not ready and not running:
                 ready = pending[:]  # unreachable with a validated snapshot (no cycles); never deadlock
             for name in ready:

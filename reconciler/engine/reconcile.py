@@ -178,6 +178,7 @@ class Engine:
             prune=self.prune or snapshot.config.prune,
             lock_stale=bool(env and env.lock and is_stale(env.lock, now)),
             dependencies=self._dependencies(snapshot, desired),
+            dependents=self._dependents(snapshot, name),
         )
         return plan_environment(name, env, desired, ctx)
 
@@ -200,6 +201,20 @@ class Engine:
             # A dependency that is waiting only on its own dependencies is not ready either.
             ready[dep] = dep_plan.verdict is Verdict.CONVERGED
         return ready
+
+    def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
+        """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
+        gone: dict[str, bool] = {}
+        for other in snapshot.environments.values():
+            if name not in other.depends_on:
+                continue
+            try:
+                observed = self.store.read(other.name)
+            except CorruptStateError:
+                gone[other.name] = False
+                continue
+            gone[other.name] = observed is None or observed.env.state_name == "destroyed"
+        return gone
 
     # -- actions ------------------------------------------------------------------------
 
@@ -370,7 +385,8 @@ class Engine:
             failed_step=redact(failed_step, secrets),
             error_kind=kind,
             error_summary=summary,
-            attempt=0 if kind is ErrorKind.INTERRUPTED else attempt,
+            # An interruption is not an attempt: the retry runs with the same number again.
+            attempt=max(0, attempt - 1) if kind is ErrorKind.INTERRUPTED else attempt,
             execution_started_at=started_at,
             failed_at=finished_at,
             execution_duration_seconds=round(time.monotonic() - started, 3),

@@ -90,7 +90,9 @@ class GitOpsRepo:
         return out
 
     def transitions(self, name: str | None = None) -> list[str]:
-        """Subjects of the state branch, oldest first, via the git CLI."""
+        """Subjects of the state branch, oldest first, via the git CLI (none before the branch exists)."""
+        if STATE_REF not in pygit2.Repository(str(self.path)).references:
+            return []
         args = ["log", "--reverse", "--format=%s", "reconciler/state"]
         if name:
             args += ["--grep", f"Reconcile-Environment: {name}$"]

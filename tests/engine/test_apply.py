@@ -217,3 +217,25 @@ def test_retry_resets_attempts_and_show_suggests_it(gitops: GitOpsRepo, tmp_path
     assert gitops.state("web")["state"] == "running"
     history = gitops.reconcile("history", "web", "--limit", "3", "--format", "json", check=True).stdout
     assert [h["to"] for h in json.loads(history)] == ["running", "starting", "released"]
+
+
+def test_destroy_goes_dependents_first(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    log = tmp_path / "effects.log"
+    gitops.commit(
+        {
+            "environments/app.yaml": env_file("app", phases=counting_phases(log), dependsOn=["db"]),
+            "environments/db.yaml": env_file("db", phases=counting_phases(log)),
+        }
+    )
+    gitops.reconcile("apply", check=True)
+    gitops.commit(
+        {
+            "environments/app.yaml": env_file(
+                "app", "destroyed", phases=counting_phases(log), dependsOn=["db"]
+            ),
+            "environments/db.yaml": env_file("db", "destroyed", phases=counting_phases(log)),
+        }
+    )
+    gitops.reconcile("apply", check=True)
+    runs = lines(log)
+    assert runs.index("destroy app") < runs.index("destroy db")

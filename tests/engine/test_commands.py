@@ -1,0 +1,127 @@
+"""The state commands a person types: show, unlock, the imperative phases, history, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_imperative_phase_runs_now_through_the_state_branch(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", phases=counting_phases(log))})
+    gitops.reconcile("apply", check=True)
+
+    out = gitops.reconcile("release", "web", check=True)
+
+    assert "web: running -> releasing" in out.stdout
+    assert gitops.transitions()[-2:] == ["web: running -> releasing", "web: releasing -> released"]
+    assert log.read_text().splitlines()[-1] == "release web"
+    # An invalid one is refused with the reason, and nothing is written.
+    refused = gitops.reconcile("run", "web")
+    assert refused.returncode == 0 or "cannot" in refused.stderr
+    refused = gitops.reconcile("release", "nope")
+    assert refused.returncode == 1
+    assert "no environment file for 'nope'" in refused.stderr
+
+
+def test_show_prints_state_failure_trace_and_next_step(gitops: GitOpsRepo) -> None:
+    phases = {"provision": [{"name": "make vm", "shell": {"run": "echo nope >&2; exit 4"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    gitops.reconcile("apply")
+
+    text = gitops.reconcile("show", "web", check=True).stdout
+
+    assert "Environment 'web' is in state: provision_failed (failed at: shell exited 4)" in text
+    assert "failed step: make vm" in text
+    assert "trace: " in text
+    assert "next step:" in text
+    shown = json.loads(gitops.reconcile("show", "web", "--format", "json", check=True).stdout)
+    assert shown["state"]["failure"]["errorKind"] == "command_failed"
+    assert gitops.reconcile("show", "missing").returncode == 1
+
+
+def test_unlock_needs_the_right_lock_id(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    phases = {"provision": [{"shell": {"run": "sleep 60"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "apply",
+        "--repo",
+        str(gitops.path),
+        "--data-dir",
+        str(gitops.data),
+    ]
+    holder = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if gitops.transitions()[-1:] == ["web: created -> provisioning"]:
+                break
+            time.sleep(0.1)
+        state = gitops.state("web")
+        lock = state["lock"]
+        assert isinstance(lock, dict)
+        status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
+        assert status[0]["lock"].startswith(f"{os.uname().nodename}:")
+
+        wrong = gitops.reconcile("unlock", "web", "--lock-id", "00000000-0000-4000-8000-000000000000")
+        assert wrong.returncode == 1
+        assert gitops.state("web")["state"] == "provisioning"
+
+        gitops.reconcile("unlock", "web", "--lock-id", str(lock["id"]), check=True)
+        after = gitops.state("web")
+        failure = after["failure"]
+        assert isinstance(failure, dict)
+        assert after["state"] == "provision_failed"
+        assert failure["errorKind"] == "interrupted"
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    # The holder lost its lock: its late result is not recorded over the unlock.
+    assert gitops.state("web")["state"] == "provision_failed"
+
+
+def test_history_reads_the_state_branch_newest_first(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(tmp_path / "l"))}
+    )
+    gitops.reconcile("apply", check=True)
+    out = gitops.reconcile("history", "web", check=True).stdout.splitlines()
+    text = [line for line in out if not line.startswith(" ")]  # indented lines are commit details
+    assert text[0].endswith("web: provisioning -> provisioned")
+    assert text[-1].endswith("web: none -> created")
+    assert (
+        len(json.loads(gitops.reconcile("history", "--limit", "1", "--format", "json", check=True).stdout))
+        == 1
+    )
+
+
+def test_bad_file_is_reported_and_others_still_converge(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    log = tmp_path / "effects.log"
+    gitops.commit(
+        {
+            "environments/good.yaml": env_file("good", phases=counting_phases(log)),
+            "environments/bad.yaml": "apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: bad}\n"
+            "spec: {desiredState: runing}\n",
+        }
+    )
+    out = gitops.reconcile("apply")
+    assert out.returncode == 1
+    assert "environments/bad.yaml:4:" in out.stderr
+    assert gitops.state("good")["state"] == "running"
+    assert gitops.transitions("bad") == []
