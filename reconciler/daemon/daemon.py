@@ -113,6 +113,8 @@ class Daemon:
             )
         self._sync_remote()
         self.refresh("start", force=True)
+        if self._remote is not None:
+            self._sync_remote()  # now the state branch too, before stale locks are judged
         self._recover()
         for i in range(max(1, self.settings.workers)):
             t = threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)

@@ -41,6 +41,7 @@ def shell_env(
     slow: str | None = None,
     pause: float = 0.0,
     phases: tuple[str, ...] = ("provision", "configure", "release", "run"),
+    check: str | None = None,
 ) -> str:
     """An environment whose every phase appends ``<env> <phase> start|end <time> <pid>`` to ``log``.
 
@@ -76,6 +77,8 @@ def shell_env(
             )
         run = f"{run}; {note.replace('EVENT', 'end')}"
         lines.append(f"    {phase}: [{{shell: {{run: {json.dumps(run)}}}}}]")
+    if check is not None:
+        lines.append(f"    check: [{{shell: {{run: {json.dumps(check)}}}, reapply: release}}]")
     return "\n".join(lines) + "\n"
 
 

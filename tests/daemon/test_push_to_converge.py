@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,24 @@ def test_a_bad_file_pushed_beside_good_ones_leaves_them_converging(
     wait_for("other running", state_is(server.bare, "other", "running"), 20)
     assert state_of(server.bare, "bad") is None
     assert {env for env, _, _ in transitions(server.bare)} == {"good", "other"}
+
+
+def test_resync_runs_checks_a_failing_one_reapplies_a_passing_one_writes_nothing(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    log = tmp_path / "side-effects.log"
+    healthy = tmp_path / "healthy"
+    healthy.touch()
+    daemons.start(server.bare, "--resync", "0.5s")
+    server.write("environments/web.yaml", shell_env("web", log, check=f"test -e {healthy}"))
+    server.push("add web")
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+    settled = len(transitions(server.bare))
+    time.sleep(1.5)  # a few resyncs with a passing check
+    assert len(transitions(server.bare)) == settled
+
+    healthy.unlink()  # drift: the check now fails and names `reapply: release`
+    wait_for("release re-applied", lambda: runs(log)[4:6] == ["web release-v1", "web run"], 20)
+    healthy.touch()
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+    assert runs(log)[:4] == ["web provision", "web configure", "web release-v1", "web run"]
