@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,12 @@ def git(repo: Path, *args: str) -> str:
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=os.environ.copy()
     )
     return out.stdout
+
+
+@pytest.fixture(autouse=True)
+def _reset_reconciler_logger() -> Iterator[None]:
+    """The CLI installs a handler on the ``reconciler`` logger; in-process CLI tests must not leak it."""
+    logger = logging.getLogger("reconciler")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
