@@ -342,6 +342,17 @@ def _pump(
                         captured.extend(data[: MAX_CAPTURE_BYTES - len(captured)])
                 else:
                     sink.feed(data)
+    # Every pipe is closed but the command may still run (it redirected its own
+    # output away): the deadline and cancellation still hold until it exits.
+    while status is ProcessStatus.EXITED and proc.poll() is None:
+        if ctx.cancel is not None and ctx.cancel.is_set():
+            status = ProcessStatus.INTERRUPTED
+            kill_process_group(proc, grace)
+        elif time.monotonic() >= ctx.deadline:
+            status = ProcessStatus.TIMEOUT
+            kill_process_group(proc, grace)
+        else:
+            time.sleep(_POLL_SECONDS)
     return status
 
 

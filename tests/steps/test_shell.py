@@ -248,3 +248,24 @@ def test_an_unusable_data_dir_is_a_filesystem_failure(make_ctx: ContextFactory, 
     assert not outcome.ok
     assert outcome.error_kind is ErrorKind.FILESYSTEM
     assert str(blocker / "web") in outcome.summary
+
+
+def test_a_step_that_closes_its_output_still_times_out(make_ctx: ContextFactory) -> None:
+    # The pipes close at once; the deadline must still hold until the command exits.
+    outcome = runner.run(step({"shell": {"run": "exec >/dev/null 2>&1; sleep 30"}}), make_ctx(timeout=1))
+    assert outcome.error_kind is ErrorKind.TIMEOUT
+    assert outcome.duration_seconds < 5
+
+
+def test_a_step_that_closes_its_output_can_be_cancelled(make_ctx: ContextFactory) -> None:
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    try:
+        outcome = runner.run(
+            step({"shell": {"run": "exec >/dev/null 2>&1; sleep 30"}}), make_ctx(cancel=cancel)
+        )
+    finally:
+        timer.cancel()
+    assert outcome.error_kind is ErrorKind.INTERRUPTED
+    assert outcome.duration_seconds < 5
