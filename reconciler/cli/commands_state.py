@@ -1,7 +1,333 @@
-"""Commands of SPEC section 5: state. Each command registers itself on ``app``."""
+"""Commands of SPEC section 5 that act on or read observed state.
+
+``apply``, ``status``, ``show``, ``history``, the imperative phase commands,
+``retry`` and ``unlock``.
+"""
 
 from __future__ import annotations
 
-from reconciler.cli.app import app
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
 
-__all__ = ["app"]
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reconciler.cli.app import app
+from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputFormat
+from reconciler.domain import Phase, can_start
+from reconciler.domain.dispatch import InvalidTransition
+from reconciler.engine.apply import UnknownEnvironment, apply_environments
+from reconciler.engine.reconcile import ReconcileResult, TransitionEvent, reset_attempts
+from reconciler.engine.status import environment_rows, next_step
+from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
+from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
+
+Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Local data: tofu state, traces, checkouts.")]
+Format = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
+Store = Annotated[
+    str, typer.Option("--store", help="git (the state branch) or file (<data>/<name>/state.json).")
+]
+
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _workspace(repo: Path, data_dir: Path, store: str) -> Iterator[Workspace]:
+    if store not in ("git", "file"):
+        raise _fail(f"--store must be 'git' or 'file', not '{store}'", EXIT_USAGE)
+    kind: StoreKind = "git" if store == "git" else "file"
+    try:
+        yield open_workspace(repo, data_dir, kind)
+    except (WorkspaceError, StoreError) as e:
+        raise _fail(str(e)) from e
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- apply ----------------------------------------------------------------------------------
+
+
+@app.command()
+def apply(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
+    ] = None,
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Environments in parallel.")] = 4,
+    fmt: Format = OutputFormat.TEXT,
+    store: Store = "git",
+) -> None:
+    """Reconcile once until every named environment has converged, failed or is blocked."""
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        engine = ws.engine(snapshot)
+        for problem in snapshot.problems:
+            err.print(str(problem), highlight=False, markup=False)
+        console = Console(stderr=True)
+        live = fmt is OutputFormat.TEXT and console.is_terminal
+
+        def progress(event: TransitionEvent) -> None:
+            if fmt is OutputFormat.TEXT:
+                line = f"{event.environment}: {event.from_state} -> {event.to_state}"
+                if live:
+                    console.print(f"[bold]{event.environment}[/bold]: {event.from_state} → {event.to_state}")
+                else:
+                    print(line, flush=True)
+
+        engine.on_transition = progress
+        try:
+            if live:
+                with console.status("reconciling…"):
+                    results = apply_environments(engine, snapshot, names, workers=workers)
+            else:
+                results = apply_environments(engine, snapshot, names, workers=workers)
+        except UnknownEnvironment as e:
+            raise _fail(str(e)) from e
+        _report(results, fmt, snapshot.commit)
+        raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
+
+
+def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | None) -> None:
+    if fmt is OutputFormat.JSON:
+        _print_json(
+            {
+                "desiredCommit": commit,
+                "converged": all(r.ok for r in results),
+                "environments": [
+                    {
+                        "name": r.name,
+                        "outcome": str(r.outcome),
+                        "state": r.state,
+                        "reason": r.reason,
+                        "transitions": [{"from": a, "to": b} for a, b in r.transitions],
+                        "failure": r.failure.model_dump(mode="json", by_alias=True) if r.failure else None,
+                    }
+                    for r in results
+                ],
+            }
+        )
+        return
+    for r in results:
+        state = r.state or "-"
+        print(f"{r.name}: {r.outcome} ({state}) {r.reason}".rstrip())
+
+
+# -- status / show / history ----------------------------------------------------------------
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    fmt: Format = OutputFormat.TEXT,
+    store: Store = "git",
+) -> None:
+    """Table of environments: observed, desired, converged?, lock, last transition, failure."""
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        engine = ws.engine(snapshot)
+        rows = environment_rows(engine, snapshot, name)
+        if name is not None and not rows:
+            raise _fail(f"unknown environment '{name}'")
+        if fmt is OutputFormat.JSON:
+            _print_json(rows)
+            return
+        table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
+        for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(
+                row["name"],
+                row["observed"] or "-",
+                row["desired"] or "-",
+                row["verdict"],
+                row["lock"] or "-",
+                row["lastTransition"] or "-",
+                row["failure"] or "-",
+            )
+        Console(width=160).print(table)
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="The environment.")],
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    fmt: Format = OutputFormat.TEXT,
+    store: Store = "git",
+) -> None:
+    """The state JSON, the failure and its trace, and the suggested next step."""
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        st = ws.store_for(snapshot)
+        try:
+            observed = st.read(name)
+        except CorruptStateError as e:
+            raise _fail(
+                f"{e}\nnext step: inspect it with `git show {snapshot.config.state_ref}:{name}/state.json`; "
+                "nothing will overwrite it"
+            ) from e
+        if observed is None:
+            if name in snapshot.names:
+                hint = f"never reconciled yet; run `reconcile apply {name}`"
+                if fmt is OutputFormat.JSON:
+                    _print_json({"name": name, "state": None, "nextStep": hint})
+                else:
+                    print(f"Environment '{name}' has no recorded state.\nnext step: {hint}")
+                return
+            raise _fail(f"unknown environment '{name}'")
+        env = observed.env
+        hint = next_step(env, name in snapshot.names)
+        if fmt is OutputFormat.JSON:
+            _print_json({"state": json.loads(env.to_json()), "nextStep": hint})
+            return
+        print(str(env))
+        print(env.to_json(), end="")
+        if env.error_details is not None:
+            f = env.error_details
+            print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
+            if f.trace_file:
+                print(f"trace: {f.trace_file}")
+        print(f"next step: {hint}")
+
+
+@app.command()
+def history(
+    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    fmt: Format = OutputFormat.TEXT,
+    store: Store = "git",
+) -> None:
+    """The transitions from the state branch, newest first."""
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        records = ws.store_for(snapshot).history(name, limit)
+        if fmt is OutputFormat.JSON:
+            _print_json(
+                [
+                    {
+                        "name": r.name,
+                        "from": r.from_state,
+                        "to": r.to_state,
+                        "at": r.at.isoformat(),
+                        "desiredCommit": r.desired_commit,
+                        "holder": r.holder,
+                        "commit": r.commit_id,
+                        "detail": r.detail,
+                    }
+                    for r in records
+                ]
+            )
+            return
+        for r in records:
+            commit = (r.commit_id or "")[:10]
+            print(f"{r.at.isoformat()} {commit} {r.name}: {r.from_state} -> {r.to_state}".replace("  ", " "))
+            if r.detail:
+                for line in r.detail.splitlines():
+                    print(f"    {line}")
+
+
+# -- imperative phases ----------------------------------------------------------------------
+
+
+def _phase_command(phase: Phase) -> None:
+    def command(
+        name: Annotated[str, typer.Argument(help="The environment.")],
+        repo: Repo = Path("."),
+        data_dir: DataDir = Path("data"),
+        store: Store = "git",
+    ) -> None:
+        with _workspace(repo, data_dir, store) as ws:
+            snapshot = ws.snapshot()
+            desired = snapshot.environments.get(name)
+            if desired is None:
+                problems = snapshot.broken.get(name)
+                if problems:
+                    raise _fail("\n".join(str(p) for p in problems))
+                raise _fail(f"no environment file for '{name}' at {(snapshot.commit or '')[:12]}")
+            if phase is Phase.DESTROY and desired.spec.protected:
+                raise _fail(f"'{name}' is protected: it is never destroyed (set spec.protected: false first)")
+            engine = ws.engine(snapshot)
+            engine.on_transition = lambda e: print(
+                f"{e.environment}: {e.from_state} -> {e.to_state}", flush=True
+            )
+            try:
+                observed = engine.store.read(name)
+                if observed is None:
+                    raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
+                if not can_start(observed.env.state, phase):
+                    raise _fail(f"cannot {phase} '{name}' from state '{observed.env.state_name}'")
+                failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)
+            except (LostRace, InvalidTransition) as e:
+                raise _fail(f"{e} (another reconciler holds '{name}'; see `reconcile status`)") from e
+            if failure is not None:
+                raise _fail(f"{phase} failed: {failure.error_summary} (trace: {failure.trace_file})")
+
+    command.__doc__ = f"Run the {phase} phase of NAME now, through the lock and the state branch."
+    app.command(name=str(phase))(command)
+
+
+for _phase in Phase:
+    _phase_command(_phase)
+
+
+# -- retry / unlock -------------------------------------------------------------------------
+
+
+@app.command()
+def retry(
+    name: Annotated[str, typer.Argument(help="The environment.")],
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    store: Store = "git",
+) -> None:
+    """Clear a blocked failure so the next reconcile retries at once."""
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        try:
+            after = reset_attempts(ws.store_for(snapshot), name)
+        except (LookupError, ValueError, LostRace) as e:
+            raise _fail(str(e)) from e
+        print(f"{after.env}: attempts reset; the next `reconcile apply` or the daemon retries it")
+
+
+@app.command()
+def unlock(
+    name: Annotated[str, typer.Argument(help="The environment.")],
+    lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
+    repo: Repo = Path("."),
+    data_dir: DataDir = Path("data"),
+    store: Store = "git",
+) -> None:
+    """Force-unlock: end the in-progress state as interrupted. Only when its holder is surely gone."""
+    try:
+        uid = UUID(lock_id)
+    except ValueError as e:
+        raise _fail(
+            f"--lock-id must be a UUID like the one `reconcile show {name}` prints", EXIT_USAGE
+        ) from e
+    with _workspace(repo, data_dir, store) as ws:
+        snapshot = ws.snapshot()
+        try:
+            after = ws.store_for(snapshot).unlock(name, uid)
+        except (LockIdMismatch, LostRace, CorruptStateError) as e:
+            raise _fail(str(e)) from e
+        print(f"{after.env}: unlocked")
