@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## make run: the main job on the bundled examples, in a scratch copy of this repository
+## make run: apply the bundled examples in a scratch copy of this repository, then run the daemon on it
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_example.py --scratch $(SCRATCH)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_example.py --scratch $(SCRATCH) --daemon
 
 ## make test: the whole suite
 test: $(STAMP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,39 @@ def reconcile(*args: str) -> int:
     return subprocess.run([sys.executable, "-m", "reconciler", *args], check=False).returncode
 
 
+def listen_address() -> str:
+    """127.0.0.1:8080 (the daemon's default) when free, else any free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8080))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def run_daemon(repo: Path, where: list[str]) -> int:
+    listen = listen_address()
+    print(
+        f"""
+The daemon now keeps these environments converged. Try, in another terminal:
+
+    cd {repo}
+    sed -i 's/Hello from staging/Hello again/' environments/staging.yaml
+    git commit -qam "new greeting"        # acted on at once: release and run re-run
+    git log --oneline reconciler/state     # the transitions, as they happen
+    curl -s http://127.0.0.1:18081/        # the service itself
+    curl -s http://{listen}/metrics        # Prometheus metrics; /healthz for liveness
+
+Stop it with Ctrl-C (running phases finish within the grace period).
+""",
+        flush=True,
+    )
+    try:
+        return reconcile("daemon", *where, "--listen", listen, "--interval", "30s")
+    except KeyboardInterrupt:
+        return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scratch", type=Path, default=ROOT / ".scratch")
@@ -76,6 +110,8 @@ def main() -> int:
     code = reconcile("apply", *where)
     reconcile("status", *where)
     print(f"\naudit trail: git -C {repo} log reconciler/state", flush=True)
+    if args.daemon:
+        return run_daemon(repo, where)
     return code
 
 

@@ -27,7 +27,7 @@ RepoOption = Annotated[
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Local data: tofu working dirs, traces, logs (default: <repo>/data)."),
+    typer.Option("--data-dir", help="Local data: tofu working dirs, traces, logs (default: ./data)."),
 ]
 
 #: Exit codes of SPEC section 5.

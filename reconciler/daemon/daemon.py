@@ -416,8 +416,9 @@ class Daemon:
         if result.outcome is Outcome.CONVERGED:
             self._failures.pop(name, None)
             self._queue.forget(name)
-            for other in self._related(snapshot, name):
-                self._queue.add(other)
+            if result.transitions:  # only a change can change what the related ones may do
+                for other in self._related(snapshot, name):
+                    self._queue.add(other)
             return
         if result.outcome not in (Outcome.WAITING, Outcome.FAILED):
             self._queue.forget(name)  # blocked, invalid, ahead...: the next change or resync looks again

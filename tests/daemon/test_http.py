@@ -85,3 +85,27 @@ def test_healthz_and_metrics_answer_with_the_documented_names(
     ):
         assert line in metrics, line
     assert daemon.get("/nowhere")[0] == 404
+
+
+def _converged_count(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith('reconcile_reconciles_total{result="converged"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_idle_daemon_stays_idle_with_dependent_environments(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    # Regression: two converged environments related by dependsOn woke each other forever.
+    daemon = daemons.start(server.bare)
+    web = shell_env("web", tmp_path / "log").replace("spec:\n", "spec:\n  dependsOn: [db]\n", 1)
+    server.write("environments/db.yaml", shell_env("db", tmp_path / "log"))
+    server.write("environments/web.yaml", web)
+    server.push("add db and web")
+    wait_for("web running", state_is(server.bare, "web", "running"), 30)
+    time.sleep(1.0)
+    before = _converged_count(daemon.get("/metrics")[1])
+    time.sleep(2.0)
+    after = _converged_count(daemon.get("/metrics")[1])
+    assert after - before <= 2, f"{after - before} reconciles of converged environments while idle"
