@@ -124,7 +124,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
         return
     for r in results:
         state = r.state or "-"
-        print(f"{r.name}: {r.outcome} ({state}) {r.reason}".rstrip())
+        print(f"{r.name}: {r.outcome} ({state}): {r.reason}".rstrip(": "))
 
 
 # -- status / show / history ----------------------------------------------------------------

@@ -4,7 +4,7 @@
 # and RECONCILE_VAR_<NAME> in the environment; nothing is templated into this command.
 set -eu
 phase="$1"
-dir="${RECONCILE_DATA_DIR:-data}/${RECONCILE_ENVIRONMENT:-unknown}"
+dir="${RECONCILE_DATA_DIR:-data}"   # already this environment's own data dir
 mkdir -p "$dir"
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $phase ${RECONCILE_DESIRED_COMMIT:-} ${RECONCILE_VAR_GREETING:-}" >> "$dir/phases.log"
 echo "$phase: ${RECONCILE_VAR_GREETING:-} (${RECONCILE_ENVIRONMENT:-unknown})"
