@@ -367,6 +367,7 @@ def plan_all(
     A dependency counts as converged when its own plan says ``converged``.
     """
     names = snapshot.names | frozenset(observed)
+    dependents_of = _dependents_index(snapshot)
     plans: dict[str, EnvironmentPlan] = {}
     for name in dependency_order(names, snapshot):
         found = observed.get(name)
@@ -380,17 +381,25 @@ def plan_all(
         desired = snapshot.environments.get(name)
         deps = desired.depends_on if desired is not None else ()
         dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps}
-        dependents = {
-            other: _gone(observed.get(other))
-            for other, spec in snapshot.environments.items()
-            if name in spec.depends_on
-        }
+        dependents = {other: _gone(observed.get(other)) for other in dependents_of.get(name, ())}
         stale = env is not None and env.is_in_progress and (env.lock is None or lock_stale(env.lock))
         ctx = PlanContext(
             now=now, prune=prune, lock_stale=stale, dependencies=dependencies, dependents=dependents
         )
         plans[name] = plan_environment(name, env, desired, ctx)
     return list(plans.values())
+
+
+def _dependents_index(snapshot: DesiredSnapshot) -> dict[str, list[str]]:
+    """Each name -> the environments whose ``dependsOn`` lists it, in the snapshot's order.
+
+    Built once, so that finding an environment's dependents does not scan every environment.
+    """
+    index: dict[str, dict[str, None]] = {}
+    for other, spec in snapshot.environments.items():
+        for dep in spec.depends_on:
+            index.setdefault(dep, {})[other] = None
+    return {dep: list(others) for dep, others in index.items()}
 
 
 def _gone(found: AnyEnvironment | Unreadable | None) -> bool:
