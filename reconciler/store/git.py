@@ -79,6 +79,8 @@ class GitStore:
         self.identity = identity
         self._writer_lock = Path(self._repo.path) / WRITER_LOCK_FILE
         self._mutex = threading.RLock()
+        #: ``(name, id of the <name>/ tree)`` -> what ``read_all`` made of it; see ``read_all``.
+        self._parsed: dict[tuple[str, pygit2.Oid], Observed | CorruptState | None] = {}
 
     # -- reading -------------------------------------------------------------------
 
@@ -125,18 +127,42 @@ class GitStore:
         return result
 
     def read_all(self) -> dict[str, Observed | CorruptState]:
+        """Every environment on the branch, by name.
+
+        A ``<name>/`` tree's id fixes its ``state.json`` (git ids are content
+        hashes), so what was made of it is cached by that id: after one
+        transition a repeated ``read_all`` reads and parses one document, and a
+        corrupt one is still reported every time. The cache keeps only the
+        trees of the latest tip.
+        """
         with self._mutex:
             tip = self._tip()
             if tip is None:
+                self._parsed = {}
                 return {}
+            previous = self._parsed
+            parsed: dict[tuple[str, pygit2.Oid], Observed | CorruptState | None] = {}
             found: dict[str, Observed | CorruptState] = {}
             for entry in tip.tree:
-                if entry.type_str != "tree" or entry.name is None:
+                name = entry.name
+                # Iterating a tree yields its entries as (lazily read) objects, typed by their mode.
+                if name is None or not isinstance(entry, pygit2.Tree):
                     continue
-                obj = self._entry(tip.tree, entry.name)
-                if obj is not None:
-                    found[entry.name] = self._parse(entry.name, obj)
+                key = (name, entry.id)
+                result = previous[key] if key in previous else self._read_subtree(entry, name)
+                parsed[key] = result
+                if result is not None:
+                    found[name] = result
+            self._parsed = parsed
             return dict(sorted(found.items()))
+
+    def _read_subtree(self, sub: pygit2.Tree, name: str) -> Observed | CorruptState | None:
+        """``<name>/state.json`` of the tree ``sub``, parsed; ``None`` when there is none."""
+        try:
+            obj = sub[STATE_FILE]
+        except KeyError:
+            return None
+        return self._parse(name, obj)
 
     # -- writing -------------------------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""``GitStore.read_all`` parses each ``<name>/`` tree once and gives what a fresh store gives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from reconciler.domain import Phase
+from reconciler.domain.dispatch import start_phase
+from reconciler.store import CorruptState, GitStore, Observed
+from reconciler.store.lock import new_lock
+from tests.store.kit import T0, created, plant_corrupt
+
+REF = "refs/heads/reconciler/state"
+
+
+def _count_parses(store: GitStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    parsed: list[str] = []
+    original: Callable[[str, pygit2.Object], Observed | CorruptState] = store._parse
+
+    def counting(name: str, obj: pygit2.Object) -> Observed | CorruptState:
+        parsed.append(name)
+        return original(name, obj)
+
+    monkeypatch.setattr(store, "_parse", counting)
+    return parsed
+
+
+def _three(store: GitStore) -> Observed:
+    web = store.apply("web", None, created("web"), from_state="none", desired_commit="c0ffee")
+    store.apply("db", None, created("db"), from_state="none", desired_commit="c0ffee")
+    store.apply("cache", None, created("cache"), from_state="none", desired_commit="c0ffee")
+    return web
+
+
+def test_a_repeated_read_all_parses_only_what_changed(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = GitStore(repo, fsync=False)
+    web = _three(store)
+    parsed = _count_parses(store, monkeypatch)
+
+    first = store.read_all()
+    assert sorted(parsed) == ["cache", "db", "web"]
+    parsed.clear()
+    assert store.read_all() == first
+    assert parsed == []
+
+    started = store.apply(
+        "web",
+        web.version,
+        start_phase(web.env, Phase.PROVISION, lock=new_lock(60, 30, T0), at=T0),
+        from_state="created",
+        desired_commit="c0ffee",
+    )
+    parsed.clear()  # ``apply`` reads the document it replaces
+    again = store.read_all()
+    assert parsed == ["web"]
+    assert again["web"] == started
+    assert again == GitStore(repo, fsync=False).read_all()
+    assert list(again) == ["cache", "db", "web"]
+
+
+def test_a_corrupt_document_is_reported_on_every_read_all(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = GitStore(repo, fsync=False)
+    _three(store)
+    store.read_all()
+    plant_corrupt(f"git:{repo}", "db", '{"schema": 1, "name": "db", "state": "flying"')
+    parsed = _count_parses(store, monkeypatch)
+
+    first = store.read_all()
+    second = store.read_all()
+    assert parsed == ["db"]
+    for result in (first, second):
+        assert isinstance(result["db"], CorruptState)
+        assert isinstance(result["web"], Observed)
+    assert first["db"] == second["db"] == GitStore(repo, fsync=False).read_all()["db"]
+
+
+def test_the_same_tree_under_another_name_is_still_refused(repo: Path) -> None:
+    store = GitStore(repo, fsync=False)
+    _three(store)
+    assert isinstance(store.read_all()["web"], Observed)
+
+    # A hand-made commit that files web's tree (same id) under a second name as well.
+    git_repo = pygit2.Repository(str(repo))
+    tip = git_repo.references[REF].peel(pygit2.Commit)
+    builder = git_repo.TreeBuilder(tip.tree)
+    builder.insert("web2", tip.tree["web"].id, pygit2.GIT_FILEMODE_TREE)
+    signature = pygit2.Signature("t", "t@localhost", 0, 0)
+    git_repo.create_commit(REF, signature, signature, "copy web", builder.write(), [tip.id])
+
+    found = store.read_all()
+    copy = found["web2"]
+    assert isinstance(copy, CorruptState)
+    assert "document names environment 'web'" in copy.error
+    assert isinstance(found["web"], Observed)
+
+
+def test_an_environment_removed_from_the_branch_is_gone(repo: Path) -> None:
+    store = GitStore(repo, fsync=False)
+    _three(store)
+    assert set(store.read_all()) == {"web", "db", "cache"}
+
+    git_repo = pygit2.Repository(str(repo))
+    tip = git_repo.references[REF].peel(pygit2.Commit)
+    builder = git_repo.TreeBuilder(tip.tree)
+    builder.remove("db")
+    signature = pygit2.Signature("t", "t@localhost", 0, 0)
+    git_repo.create_commit(REF, signature, signature, "drop db", builder.write(), [tip.id])
+
+    assert set(store.read_all()) == {"web", "cache"}
