@@ -63,14 +63,18 @@ def _candidate(word: str, cwd: str) -> str | None:
     return path
 
 
-def referenced_paths(step: Step, object_id: ObjectIds) -> list[str]:
-    """Every repository path the step reads (only those that exist, for words of ``shell.run``)."""
+def path_candidates(step: Step) -> list[tuple[str, bool]]:
+    """The repository paths a step may read: ``(path, counts only when it exists)``.
+
+    What ``referenced_paths`` keeps of them depends on the revision; this part
+    does not, so the loader computes it once per step.
+    """
     body = step.body
-    paths: list[str] = []
+    paths: list[tuple[str, bool]] = []
 
     def add(value: str | None) -> None:
         if value is not None and not is_template(value) and check_repo_path(value) is None:
-            paths.append(normalize(value))
+            paths.append((normalize(value), False))
 
     if isinstance(body, TofuStep):
         add(body.module)
@@ -79,21 +83,24 @@ def referenced_paths(step: Step, object_id: ObjectIds) -> list[str]:
         if not is_template(body.playbook) and check_repo_path(body.playbook) is None:
             parent = posixpath.dirname(normalize(body.playbook))
             for sibling in _PLAYBOOK_SIBLINGS:
-                path = normalize(posixpath.join(parent, sibling))
-                if object_id(path) is not None:
-                    paths.append(path)
+                paths.append((normalize(posixpath.join(parent, sibling)), True))
         if body.inventory is not None and "," not in body.inventory:
             add(body.inventory)
     elif isinstance(body, ShellStep):
         cwd: str = "."
         if body.cwd is not None and not is_template(body.cwd) and check_repo_path(body.cwd) is None:
             cwd = normalize(body.cwd)
-            paths.append(cwd)
+            paths.append((cwd, False))
         for word in _run_words(body.run):
             word_path = _candidate(word, cwd)
-            if word_path is not None and object_id(word_path) is not None:
-                paths.append(word_path)
+            if word_path is not None:
+                paths.append((word_path, True))
     return paths
+
+
+def referenced_paths(step: Step, object_id: ObjectIds) -> list[str]:
+    """Every repository path the step reads (only those that exist, for words of ``shell.run``)."""
+    return [path for path, optional in path_candidates(step) if not optional or object_id(path) is not None]
 
 
 def phase_vars(steps: Sequence[Step], vars: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,11 @@ other environment loads.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ from reconciler.desired.sources import (
     WorkTreeSource,
     check_repo_path,
 )
-from reconciler.desired.templating import is_template, template_issues
+from reconciler.desired.templating import is_template, issues_of, step_templates, vars_of
 from reconciler.domain.states import Phase
 
 logger = logging.getLogger(__name__)
@@ -77,6 +80,72 @@ class _Resolution:
     refs: tuple[tuple[str, str | None], ...]
 
 
+@dataclass(frozen=True)
+class _StepInfo:
+    """What the loader checks and hashes of one step that does not depend on the revision."""
+
+    #: Repository path fields: (where, value, why it is refused whatever the tree).
+    path_fields: tuple[tuple[Loc, str, str | None], ...]
+    templates: tuple[tuple[Loc, Any], ...]
+    #: Paths the step may read: (path, counts only when it exists).
+    candidates: tuple[tuple[str, bool], ...]
+    is_shell: bool
+    reapply: bool
+
+
+def _step_info(step: Step) -> _StepInfo:
+    body = step.body
+    fields: list[tuple[Loc, str | None]] = []
+    if isinstance(body, ShellStep):
+        fields.append((("shell", "cwd"), body.cwd))
+    elif isinstance(body, TofuStep):
+        fields.append((("tofu", "module"), body.module))
+    elif isinstance(body, AnsibleStep):
+        fields.append((("ansible", "playbook"), body.playbook))
+        if body.inventory is not None and "," not in body.inventory:
+            fields.append((("ansible", "inventory"), body.inventory))
+    path_fields = tuple(
+        (loc, value, check_repo_path(value))
+        for loc, value in fields
+        if value is not None and not is_template(value)
+    )
+    return _StepInfo(
+        path_fields=path_fields,
+        templates=step_templates(step),
+        candidates=tuple(hashing.path_candidates(step)),
+        is_shell=isinstance(body, ShellStep),
+        reapply=step.reapply is not None,
+    )
+
+
+@dataclass(frozen=True)
+class _EnvResult:
+    """One environment file as the last load left it (before the ``dependsOn`` check)."""
+
+    entry: FileEntry
+    parsed: _Parsed | None
+    #: The blueprint the file names, when it parsed.
+    blueprint: str | None
+    result: ResolvedEnvironment | tuple[Problem, ...]
+    refs: tuple[tuple[str, str | None], ...]
+
+
+@dataclass
+class _LastLoad:
+    """The previous load of one repository: enough to revisit only what a new revision changed."""
+
+    origin: tuple[str, str]
+    env_tree: str | None
+    #: Blueprint file stems and their blob ids.
+    blueprints: dict[str, str]
+    #: Per environment stem, in sorted order.
+    results: dict[str, _EnvResult]
+    #: Every path some environment's resolution probed, with what it found then.
+    ref_ids: dict[str, str | None]
+    ref_users: dict[str, set[str]]
+    blueprint_users: dict[str, set[str]]
+
+
 @dataclass
 class ParseCache:
     """Parsed files by blob id and resolved environments by their inputs, kept across loads.
@@ -88,6 +157,10 @@ class ParseCache:
     resolved: dict[tuple[str, str, str | None], _Resolution] = field(default_factory=dict)
     #: Canonical JSON of a step list, keyed by the list's identity (the list is kept alive beside it).
     steps_json: dict[int, tuple[object, str]] = field(default_factory=dict)
+    #: What a step is, independent of the revision, keyed by the step's identity (kept alive beside it).
+    steps: dict[int, tuple[Step, _StepInfo]] = field(default_factory=dict)
+    #: The previous load's per-environment results, so the next one revisits only what changed.
+    last: _LastLoad | None = None
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
@@ -96,6 +169,14 @@ class ParseCache:
             hit = _parse(data(), model)
             self.parsed[key] = hit
         return hit
+
+    def step_info(self, step: Step) -> _StepInfo:
+        hit = self.steps.get(id(step))
+        if hit is not None and hit[0] is step:
+            return hit[1]
+        info = _step_info(step)
+        self.steps[id(step)] = (step, info)
+        return info
 
     def canonical_steps(self, steps: tuple[Step, ...], origin: object) -> str:
         key = id(origin)
@@ -124,9 +205,9 @@ def _problems(parsed: _Parsed, path: str, environment: str | None) -> tuple[Prob
     return tuple(Problem(path, line, col, message, environment) for line, col, message in parsed.issues)
 
 
-def _locate(parsed: _Parsed, path: str, loc: Loc, message: str, environment: str | None) -> Problem:
+def _locate(parsed: _Parsed | None, path: str, loc: Loc, message: str, environment: str | None) -> Problem:
     line, col = 1, 1
-    if parsed.text is not None:
+    if parsed is not None and parsed.text is not None:
         line, col, _ = yamlio.locate(parsed.text, loc)
     return Problem(path, line, col, message, environment)
 
@@ -224,6 +305,25 @@ def _yaml_files(source: TreeSource, directory: str) -> Iterable[tuple[str, FileE
             yield entry.name[: -len(".yaml")], entry
 
 
+def _origin(source: TreeSource) -> tuple[str, str] | None:
+    if isinstance(source, GitTreeSource):
+        return ("git", str(source.repo.path))
+    if isinstance(source, WorkTreeSource):
+        return ("worktree", str(source.root))
+    return None
+
+
+#: What a probe records for a path that leads outside the repository (never a git object id).
+_ESCAPES = "escapes the repository"
+
+
+def _probe(source: TreeSource, path: str) -> str | None:
+    try:
+        return source.object_id(path)
+    except PathEscape:
+        return _ESCAPES
+
+
 def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredSnapshot:
     config, problems_list = read_config(source, cache)
     problems: list[Problem] = list(problems_list)
@@ -244,52 +344,85 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
             model = None
         blueprints[stem] = _Blueprint(path, entry.blob_id, parsed, model)
 
+    origin = _origin(source)
+    last = cache.last if cache.last is not None and cache.last.origin == origin else None
+    env_tree = source.subtree_id(ENVIRONMENTS_DIR) if isinstance(source, GitTreeSource) else None
+    blueprint_ids = {stem: bp.blob_id for stem, bp in blueprints.items()}
+
+    # Which environment files to look at again, and their entries (None: gone).
+    todo: dict[str, FileEntry | None] = {}
+    if last is None or origin is None:
+        last = _LastLoad(origin or ("", ""), None, {}, {}, {}, {}, {})
+        todo.update(_yaml_files(source, ENVIRONMENTS_DIR))
+    else:
+        stems: set[str] = set()
+        if isinstance(source, GitTreeSource):
+            if env_tree != last.env_tree:
+                if env_tree is None or last.env_tree is None:
+                    stems.update(last.results)
+                    stems.update(stem for stem, _ in _yaml_files(source, ENVIRONMENTS_DIR))
+                else:
+                    for name in source.changed_names(last.env_tree, env_tree):
+                        if name.endswith(".yaml"):
+                            stems.add(name[: -len(".yaml")])
+            for stem in stems:
+                todo[stem] = source.entry(ENVIRONMENTS_DIR, f"{stem}.yaml")
+        else:
+            current = dict(_yaml_files(source, ENVIRONMENTS_DIR))
+            for stem, seen in current.items():
+                before = last.results.get(stem)
+                if before is None or before.entry != seen:
+                    todo[stem] = seen
+            for stem in last.results:
+                if stem not in current:
+                    todo[stem] = None
+        # Environments whose blueprint changed, appeared or went away.
+        for name in set(blueprint_ids) | set(last.blueprints):
+            if blueprint_ids.get(name) != last.blueprints.get(name):
+                for stem in last.blueprint_users.get(name, ()):
+                    todo.setdefault(stem, last.results[stem].entry)
+        # Environments referencing a path whose object id changed.
+        for ref, oid in list(last.ref_ids.items()):
+            if _probe(source, ref) != oid:
+                for stem in last.ref_users.get(ref, ()):
+                    todo.setdefault(stem, last.results[stem].entry)
+
+    results = dict(last.results)
+    added = False
+    cache.last = None  # until the indexes below are consistent again
+    for stem, file_entry in todo.items():
+        old = results.pop(stem, None)
+        if old is not None:
+            _unindex(last, stem, old)
+        if file_entry is None:
+            continue
+        new = _load_environment(stem, file_entry, blueprints, source, cache)
+        added = added or old is None
+        results[stem] = new
+        _index(last, stem, new)
+    if added:
+        results = dict(sorted(results.items()))
+    else:  # every key kept its place; restore the sorted order of those re-inserted
+        results = {stem: results[stem] for stem in last.results if stem in results}
+    last.results = results
+    last.env_tree = env_tree
+    last.blueprints = blueprint_ids
+    cache.last = last if origin is not None else None
+
     environments: dict[str, ResolvedEnvironment] = {}
     broken: dict[str, tuple[Problem, ...]] = {}
-    texts: dict[str, _Parsed] = {}
-    ids = source.object_id
-    for stem, entry in _yaml_files(source, ENVIRONMENTS_DIR):
-        path = f"{ENVIRONMENTS_DIR}/{entry.name}"
-        if not _valid_name(stem):
-            broken[stem] = (
-                Problem(
-                    path,
-                    1,
-                    1,
-                    f"file name {stem!r} is not a valid environment name: 2-63 lowercase letters, "
-                    "digits and '-', starting with a letter",
-                    stem,
-                ),
-            )
-            continue
-        if entry.is_link:
-            broken[stem] = (Problem(path, 1, 1, "an environment file may not be a symlink", stem),)
-            continue
-        parsed = cache.parse("environment", entry.blob_id, _reader(source, path, entry), EnvironmentFile)
-        texts[stem] = parsed
-        if not isinstance(parsed.model, EnvironmentFile):
-            broken[stem] = _problems(parsed, path, stem)
-            continue
-        env = parsed.model
-        if env.metadata.name != stem:
-            broken[stem] = (_name_mismatch(parsed, path, stem, env.metadata.name, stem),)
-            continue
-        blueprint = blueprints.get(env.spec.blueprint) if env.spec.blueprint else None
-        key = (stem, entry.blob_id, blueprint.blob_id if blueprint else env.spec.blueprint)
-        hit = cache.resolved.get(key)
-        if hit is None or not _refs_unchanged(hit.refs, ids):
-            hit = _resolve(
-                stem, path, entry.blob_id, parsed, env, blueprint, env.spec.blueprint, source, cache
-            )
-            cache.resolved[key] = hit
-        if isinstance(hit.result, ResolvedEnvironment):
-            environments[stem] = hit.result
+    for stem, outcome in results.items():
+        if isinstance(outcome.result, ResolvedEnvironment):
+            environments[stem] = outcome.result
         else:
-            broken[stem] = hit.result
+            broken[stem] = outcome.result
 
-    for name, found in _dependency_problems(environments, broken, texts).items():
-        environments.pop(name, None)
-        broken[name] = broken.get(name, ()) + found
+    dependency = _dependency_problems(environments, broken, results)
+    if dependency:
+        for name, more in dependency.items():
+            environments.pop(name, None)
+            broken[name] = broken.get(name, ()) + more
+        broken = dict(sorted(broken.items()))
 
     for found in broken.values():
         problems.extend(found)
@@ -297,20 +430,82 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     return DesiredSnapshot(
         commit=commit,
         config=config,
-        environments=MappingProxyType(dict(sorted(environments.items()))),
-        broken=MappingProxyType(dict(sorted(broken.items()))),
+        environments=MappingProxyType(environments),
+        broken=MappingProxyType(broken),
         problems=tuple(problems),
     )
+
+
+def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
+    if outcome.blueprint is not None:
+        last.blueprint_users.setdefault(outcome.blueprint, set()).add(stem)
+    for ref, oid in outcome.refs:
+        last.ref_ids[ref] = oid
+        last.ref_users.setdefault(ref, set()).add(stem)
+
+
+def _unindex(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
+    if outcome.blueprint is not None:
+        users = last.blueprint_users.get(outcome.blueprint)
+        if users is not None:
+            users.discard(stem)
+            if not users:
+                del last.blueprint_users[outcome.blueprint]
+    for ref, _ in outcome.refs:
+        users = last.ref_users.get(ref)
+        if users is not None:
+            users.discard(stem)
+            if not users:
+                del last.ref_users[ref]
+                last.ref_ids.pop(ref, None)
+
+
+def _load_environment(
+    stem: str, entry: FileEntry, blueprints: Mapping[str, _Blueprint], source: TreeSource, cache: ParseCache
+) -> _EnvResult:
+    """One environment file, parsed and resolved (or refused)."""
+    path = f"{ENVIRONMENTS_DIR}/{entry.name}"
+    if not _valid_name(stem):
+        problem = Problem(
+            path,
+            1,
+            1,
+            f"file name {stem!r} is not a valid environment name: 2-63 lowercase letters, "
+            "digits and '-', starting with a letter",
+            stem,
+        )
+        return _EnvResult(entry, None, None, (problem,), ())
+    if entry.is_link:
+        return _EnvResult(
+            entry, None, None, (Problem(path, 1, 1, "an environment file may not be a symlink", stem),), ()
+        )
+    parsed = cache.parse("environment", entry.blob_id, _reader(source, path, entry), EnvironmentFile)
+    if not isinstance(parsed.model, EnvironmentFile):
+        return _EnvResult(entry, parsed, None, _problems(parsed, path, stem), ())
+    env = parsed.model
+    if env.metadata.name != stem:
+        return _EnvResult(
+            entry, parsed, None, (_name_mismatch(parsed, path, stem, env.metadata.name, stem),), ()
+        )
+    name = env.spec.blueprint
+    blueprint = blueprints.get(name) if name else None
+    key = (stem, entry.blob_id, blueprint.blob_id if blueprint else name)
+    hit = cache.resolved.get(key)
+    if hit is None or not _refs_unchanged(hit.refs, source):
+        hit = _resolve(stem, path, entry.blob_id, parsed, env, blueprint, name, source, cache)
+        cache.resolved[key] = hit
+    return _EnvResult(entry, parsed, name, hit.result, hit.refs)
 
 
 def _reader(source: TreeSource, path: str, entry: FileEntry) -> Callable[[], bytes]:
     return lambda: source.read(path, entry)
 
 
-def _valid_name(name: str) -> bool:
-    import re
+_NAME = re.compile(NAME_PATTERN)
 
-    return re.fullmatch(NAME_PATTERN, name) is not None
+
+def _valid_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
 
 
 def _name_mismatch(parsed: _Parsed, path: str, stem: str, name: str, environment: str | None) -> Problem:
@@ -324,11 +519,8 @@ def _name_mismatch(parsed: _Parsed, path: str, stem: str, name: str, environment
     )
 
 
-def _refs_unchanged(refs: Iterable[tuple[str, str | None]], ids: Callable[[str], str | None]) -> bool:
-    try:
-        return all(ids(path) == oid for path, oid in refs)
-    except PathEscape:
-        return False
+def _refs_unchanged(refs: Iterable[tuple[str, str | None]], source: TreeSource) -> bool:
+    return all(_probe(source, path) == oid for path, oid in refs)
 
 
 def _resolve(
@@ -342,7 +534,11 @@ def _resolve(
     source: TreeSource,
     cache: ParseCache,
 ) -> _Resolution:
-    """Merge the blueprint, check paths and templates, and hash each phase."""
+    """Merge the blueprint, check paths and templates, and hash each phase.
+
+    The resolution's ``refs`` are every path probed in the tree (found, missing
+    or escaping), so a cached one is reused only when all of them are unchanged.
+    """
     spec = env.spec
     if blueprint_name is not None and (blueprint is None or blueprint.model is None):
         why = "does not exist" if blueprint is None else f"is invalid (see {blueprint.path})"
@@ -356,6 +552,17 @@ def _resolve(
         )
         return _Resolution((problem,), ())
     bp = blueprint.model if blueprint else None
+
+    probed: dict[str, str | None] = {}
+
+    def object_id(p: str) -> str | None:
+        try:
+            oid = source.object_id(p)
+        except PathEscape:
+            probed[p] = _ESCAPES
+            raise
+        probed[p] = oid
+        return oid
 
     # Each phase: (steps, the file and location it came from, the object whose identity keys the cache).
     phases: dict[PhaseOrCheck, tuple[Step, ...]] = {}
@@ -374,17 +581,20 @@ def _resolve(
     merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
 
     problems: list[Problem] = []
+    infos: dict[PhaseOrCheck, list[_StepInfo]] = {}
     for phase, steps in phases.items():
+        infos[phase] = [cache.step_info(step) for step in steps]
         if not steps:
             continue
         origin_path, origin_parsed, _ = origins[phase]
-        for i, step in enumerate(steps):
+        for i, info in enumerate(infos[phase]):
             base: Loc = ("spec", "phases", str(phase), i)
-            for loc, message in _path_issues(step, source):
+            for loc, message in _path_issues(info, object_id):
                 problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            for loc, message in template_issues(step, merged_vars):
-                problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            if step.reapply is not None and phase != "check":
+            if info.templates:
+                for loc, message in issues_of(info.templates, merged_vars):
+                    problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
+            if info.reapply and phase != "check":
                 problems.append(
                     _locate(
                         origin_parsed,
@@ -395,18 +605,32 @@ def _resolve(
                     )
                 )
     if problems:
-        return _Resolution(tuple(problems), ())
+        return _Resolution(tuple(problems), tuple(sorted(probed.items())))
 
     refs: dict[str, str | None] = {}
     hashes: dict[Phase, str] = {}
+    all_vars_json: str | None = None
     for phase in Phase:
         steps = phases[phase]
-        paths = {
-            p: source.object_id(p) for step in steps for p in hashing.referenced_paths(step, source.object_id)
-        }
+        paths: dict[str, str | None] = {}
+        for info in infos[phase]:
+            for p, optional in info.candidates:
+                oid = object_id(p)
+                if not optional or oid is not None:
+                    paths[p] = oid
         refs.update(paths)
         steps_json = cache.canonical_steps(steps, origins[phase][2]) if steps else "[]"
-        hashes[phase] = hashing.phase_hash(steps_json, hashing.phase_vars(steps, merged_vars), paths.items())
+        if any(info.is_shell for info in infos[phase]):
+            names = None
+        else:
+            names = vars_of([info.templates for info in infos[phase]])
+        if names is None or (len(names) >= len(merged_vars) and names.issuperset(merged_vars)):
+            if all_vars_json is None:
+                all_vars_json = hashing.canonical_json(merged_vars)
+            vars_json = all_vars_json
+        else:
+            vars_json = hashing.canonical_json({k: v for k, v in merged_vars.items() if k in names})
+        hashes[phase] = _phase_hash(steps_json, vars_json, paths)
     resolved = ResolvedEnvironment(
         name=name,
         path=path,
@@ -416,33 +640,33 @@ def _resolve(
         phase_hashes=MappingProxyType(hashes),
         blob_id=blob_id,
     )
-    return _Resolution(resolved, tuple(sorted(refs.items())))
+    return _Resolution(resolved, tuple(sorted(probed.items())))
 
 
-def _path_issues(step: Step, source: TreeSource) -> list[tuple[Loc, str]]:
+def _phase_hash(steps_json: str, vars_json: str, paths: Mapping[str, str | None]) -> str:
+    """``hashing.phase_hash`` with the vars already encoded."""
+    paths_json = _paths_json(tuple(sorted(paths.items())))
+    document = f'{{"paths":{paths_json},"steps":{steps_json or "[]"},"vars":{vars_json}}}'
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _paths_json(paths: tuple[tuple[str, str | None], ...]) -> str:
+    return hashing.canonical_json(dict(paths))
+
+
+def _path_issues(info: _StepInfo, object_id: Callable[[str], str | None]) -> list[tuple[Loc, str]]:
     """Repository paths of a step that are absolute, escape with ``..`` or through a symlink."""
-    body = step.body
-    fields: list[tuple[Loc, str | None]] = []
-    if isinstance(body, ShellStep):
-        fields.append((("shell", "cwd"), body.cwd))
-    elif isinstance(body, TofuStep):
-        fields.append((("tofu", "module"), body.module))
-    elif isinstance(body, AnsibleStep):
-        fields.append((("ansible", "playbook"), body.playbook))
-        if body.inventory is not None and "," not in body.inventory:
-            fields.append((("ansible", "inventory"), body.inventory))
     issues: list[tuple[Loc, str]] = []
-    for loc, value in fields:
-        if value is None or is_template(value):
-            continue
-        where = validation.field_path(loc)
-        why = check_repo_path(value)
+    for loc, value, static in info.path_fields:
+        why = static
         if why is None:
             try:
-                source.object_id(value)
+                object_id(value)
             except PathEscape as e:
                 why = str(e)
         if why is not None:
+            where = validation.field_path(loc)
             issues.append((loc, f"`{where}`: {why}; expected a path inside the repository"))
     return issues
 
@@ -450,12 +674,21 @@ def _path_issues(step: Step, source: TreeSource) -> list[tuple[Loc, str]]:
 def _dependency_problems(
     environments: Mapping[str, ResolvedEnvironment],
     broken: Mapping[str, tuple[Problem, ...]],
-    texts: Mapping[str, _Parsed],
+    results: Mapping[str, _EnvResult],
 ) -> dict[str, tuple[Problem, ...]]:
-    """Unknown ``dependsOn`` names and cycles; each makes its environment broken."""
-    known = set(environments) | set(broken)
+    """Unknown ``dependsOn`` names and cycles; each makes its environment broken.
+
+    Only environments that depend on another are visited (the others can be in
+    no cycle), so a repository of mostly independent environments costs little.
+    """
+    dependent = [name for name, env in environments.items() if env.spec.depends_on]
+    if not dependent:
+        return {}
+    texts = {name: results[name].parsed for name in dependent}
+    known = environments.keys() | broken.keys()
     found: dict[str, list[Problem]] = {}
-    for name, env in environments.items():
+    for name in dependent:
+        env = environments[name]
         for i, dep in enumerate(env.depends_on):
             if dep not in known:
                 choices = ", ".join(sorted(known - {name})[:10]) or "none"
@@ -471,7 +704,7 @@ def _dependency_problems(
                 )
     # Cycles, by depth-first search with colours.
     colour: dict[str, int] = {}
-    for start in environments:
+    for start in dependent:
         if colour.get(start):
             continue
         stack: list[tuple[str, int]] = [(start, 0)]

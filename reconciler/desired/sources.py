@@ -101,6 +101,39 @@ class GitTreeSource:
         assert isinstance(blob, pygit2.Blob)
         return blob.data
 
+    def subtree_id(self, directory: str) -> str | None:
+        """The tree id of ``directory`` (no symlinks followed), ``None`` when it is not a directory."""
+        try:
+            sub = self.tree[directory]
+        except KeyError:
+            return None
+        return str(sub.id) if sub.type == pygit2.enums.ObjectType.TREE else None
+
+    def entry(self, directory: str, name: str) -> FileEntry | None:
+        """``entries(directory)``'s entry called ``name``, without listing the directory."""
+        try:
+            found = self.tree[f"{directory}/{name}"]
+        except KeyError:
+            return None
+        mode = found.filemode
+        if mode == pygit2.enums.FileMode.LINK:
+            return FileEntry(name, str(found.id), True)
+        if mode in (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE):
+            return FileEntry(name, str(found.id))
+        return None
+
+    def changed_names(self, old_tree: str, new_tree: str) -> set[str]:
+        """Names directly in two versions of a directory whose entry differs (by a tree diff)."""
+        old, new = self.repo[old_tree], self.repo[new_tree]
+        assert isinstance(old, pygit2.Tree)
+        assert isinstance(new, pygit2.Tree)
+        names: set[str] = set()
+        for delta in old.diff_to_tree(new).deltas:
+            for path in (delta.old_file.path, delta.new_file.path):
+                if path:
+                    names.add(path.split("/", 1)[0])
+        return names
+
     def object_id(self, path: str) -> str | None:
         if path in self._ids:
             return self._ids[path]

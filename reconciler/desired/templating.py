@@ -180,10 +180,22 @@ def _templates(step: Step) -> list[tuple[Loc, _Analysis]]:
     return [(loc, _analyse(text)) for loc, text in _strings(data, ()) if is_template(text)]
 
 
+def step_templates(step: Step) -> tuple[tuple[Loc, _Analysis], ...]:
+    """Each templated field of the step with what its template reads (the loader keeps it per step)."""
+    return tuple(_templates(step))
+
+
 def template_issues(step: Step, declared_vars: Collection[str] | None = None) -> list[tuple[Loc, str]]:
     """Static checks of a step's templates, each with the field it is about (relative to the step)."""
+    return issues_of(_templates(step), declared_vars)
+
+
+def issues_of(
+    templates: Collection[tuple[Loc, _Analysis]], declared_vars: Collection[str] | None = None
+) -> list[tuple[Loc, str]]:
+    """``template_issues`` from the step's ``step_templates``."""
     issues: list[tuple[Loc, str]] = []
-    for loc, found in _templates(step):
+    for loc, found in templates:
         where = f"`{field_path(loc)}`"
         if found.syntax_error is not None:
             issues.append((loc, f"{where}: {found.syntax_error}"))
@@ -220,9 +232,14 @@ def template_problems(step: Step, declared_vars: Collection[str] | None = None) 
 
 def referenced_vars(steps: Collection[Step]) -> frozenset[str] | None:
     """The vars the steps' templates read, or ``None`` when they may read any (``vars`` used whole)."""
+    return vars_of([step_templates(step) for step in steps])
+
+
+def vars_of(templates: Collection[Collection[tuple[Loc, _Analysis]]]) -> frozenset[str] | None:
+    """``referenced_vars`` from each step's ``step_templates``."""
     names: set[str] = set()
-    for step in steps:
-        for _, found in _templates(step):
+    for step in templates:
+        for _, found in step:
             if found.syntax_error is not None:
                 continue
             if found.vars_whole:

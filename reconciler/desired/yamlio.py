@@ -1,13 +1,20 @@
 """Reading YAML safely, fast, and with positions only when something is wrong.
 
-The C safe loader parses every file; the round-trip loader runs only to find
-the line and column of a node an error points at. Before parsing, a file is
-refused when it is too large, not UTF-8, or when its aliases would expand
-beyond a small budget (the "billion laughs").
+The C parser (ruamel.yaml.clib) composes every file into nodes, and a small
+constructor here turns the common subset (mappings, sequences, strings,
+null, booleans, plain decimal numbers; no tags, anchors or directives) into
+Python values with ruamel's YAML 1.2 resolution rules. Anything else -- a
+tag, a timestamp, a merge key, a duplicate key, a syntax error -- goes
+through ruamel's C safe loader as before, so results and messages are the
+same. The round-trip loader runs only to find the line and column of a node
+an error points at. Before parsing, a file is refused when it is too large,
+not UTF-8, or when its aliases would expand beyond a small budget (the
+"billion laughs").
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from collections.abc import Sequence
@@ -16,6 +23,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
+
+_CParser: Any
+try:  # the C extension is a dependency on CPython; without it every file takes ruamel's own path
+    _CParser = importlib.import_module("_ruamel_yaml").CParser
+except ImportError:  # pragma: no cover
+    _CParser = None
 
 #: SPEC section 7: larger files are refused unread.
 MAX_FILE_BYTES = 1024 * 1024
@@ -118,9 +133,114 @@ def _check_aliases(text: str) -> YamlIssue | None:
     return None
 
 
-def load(text: str) -> Any | YamlIssue:
-    """Parse one YAML document with the C loader, or say where and why it is refused."""
+# -- the fast path ---------------------------------------------------------------------------------
+
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+# Tags our resolver hands the composer, compared by identity: an explicit tag in the file is
+# another object, which the constructor below leaves to ruamel.
+_PLAIN, _QUOTED, _MAP, _SEQ = (Tag(suffix=s) for s in ("?plain", "?str", "?map", "?seq"))
+#: ruamel's YAML 1.2 implicit resolvers, by first character (what ``YAML(typ="safe")`` applies).
+_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+    str(k): list(v) for k, v in VersionedResolver(version=(1, 2)).versioned_resolver.items() if k is not None
+}
+_DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
+_SIMPLE_FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]+\Z")
+# A directive (``%YAML 1.1`` changes the resolution rules): leave such files to ruamel.
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+
+
+class _Fallback(Exception):
+    """Something the fast path does not construct itself; ruamel's loader decides."""
+
+
+if _CParser is not None:
+
+    class _Composer(_CParser):  # type: ignore[misc]
+        """The C parser and composer, with tags left for our constructor to resolve."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Tag:
+            name = kind.__name__
+            if name == "ScalarNode":
+                return _PLAIN if implicit[0] else _QUOTED
+            return _MAP if name == "MappingNode" else _SEQ
+
+        def descend_resolver(self, *args: Any) -> None:
+            return None
+
+        def ascend_resolver(self, *args: Any) -> None:
+            return None
+
+
+def _scalar(value: str) -> Any:
+    """A plain scalar, resolved as ruamel's YAML 1.2 safe loader would."""
+    for tag, pattern in _RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return value.lower() == "true"
+            if tag == _INT and _DECIMAL.match(value):
+                return int(value)
+            if tag == _FLOAT and _SIMPLE_FLOAT.match(value):
+                return float(value)
+            raise _Fallback(tag)
+    return value
+
+
+def _construct(node: Any) -> Any:
+    tag = node.ctag
+    if tag is _QUOTED:
+        return node.value
+    if tag is _PLAIN:
+        return _scalar(node.value)
+    if tag is _MAP:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key_tag = key_node.ctag
+            if key_tag is _QUOTED:
+                key = key_node.value
+            elif key_tag is _PLAIN:
+                key = _scalar(key_node.value)
+            else:
+                raise _Fallback("a key that is not a scalar")
+            if key in out:
+                raise _Fallback("duplicate key")
+            out[key] = _construct(value_node)
+        return out
+    if tag is _SEQ:
+        return [_construct(item) for item in node.value]
+    raise _Fallback(tag)
+
+
+_NOT_FAST = object()
+
+
+def _fast_load(text: str) -> Any:
+    """The document, or ``_NOT_FAST`` when ruamel's loader must decide (and report errors)."""
+    if _CParser is None or _DIRECTIVE.search(text):
+        return _NOT_FAST
+    parser = _Composer(text)
     try:
+        node = parser.get_single_node()
+        if node is None:
+            return _NOT_FAST
+        return _construct(node)
+    except (_Fallback, YAMLError, RecursionError):
+        return _NOT_FAST
+    finally:
+        parser.dispose()
+
+
+def load(text: str) -> Any | YamlIssue:
+    """Parse one YAML document with the C parser, or say where and why it is refused."""
+    try:
+        if not _MAYBE_ALIAS.search(text):
+            fast = _fast_load(text)
+            if fast is not _NOT_FAST:
+                return fast
         issue = _check_aliases(text)
         if issue is not None:
             return issue
