@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Protocol
 
 from reconciler.desired.models import DesiredState, Retry
@@ -354,6 +355,26 @@ class _View:
 # -- every environment ------------------------------------------------------------------
 
 
+#: One environment's last plan and what it was decided from: found, desired, prune, dependencies, dependents.
+_Memo = tuple[
+    AnyEnvironment | None,
+    ResolvedEnvironment | None,
+    bool,
+    Mapping[str, bool],
+    Mapping[str, bool],
+    EnvironmentPlan,
+]
+
+
+class _Memory:
+    """What the latest ``plan_all`` decided; each call replaces it as a whole, never mutates it."""
+
+    #: Name -> its plan, for the plans that depend neither on the clock nor on a lock.
+    plans: Mapping[str, _Memo] = MappingProxyType({})
+    #: The names and dependencies ordered last, and their order.
+    ordered: tuple[frozenset[str], Mapping[str, tuple[str, ...]], list[str]] | None = None
+
+
 def plan_all(
     snapshot: DesiredSnapshot,
     observed: Mapping[str, AnyEnvironment | Unreadable],
@@ -365,41 +386,69 @@ def plan_all(
     """A plan for every environment with a file or a state, dependencies before their dependents.
 
     A dependency counts as converged when its own plan says ``converged``.
+
+    Linear in the number of environments. An environment that the previous
+    call planned from the very same (immutable) observed and desired values,
+    with the same dependency verdicts, gets that plan again without deciding
+    anew, so re-planning after a one-file change decides about one
+    environment. Only plans that cannot depend on the clock or a lock are
+    reused: an observed state with a failure or a lock is decided every time.
     """
     names = snapshot.names | frozenset(observed)
-    dependents_of = _dependents_index(snapshot)
+    environments = snapshot.environments
+    broken = snapshot.broken
+    deps_of = {name: tuple(env.spec.depends_on) for name, env in environments.items() if env.spec.depends_on}
+    dependents_of: dict[str, dict[str, None]] = {}
+    for other, needs in deps_of.items():
+        for dep in needs:
+            dependents_of.setdefault(dep, {})[other] = None
+    previous = _Memory.plans
+    memo: dict[str, _Memo] = {}
     plans: dict[str, EnvironmentPlan] = {}
-    for name in dependency_order(names, snapshot):
+    for name in _ordered(names, deps_of):
         found = observed.get(name)
-        env = found if isinstance(found, AnyEnvironment) else None
         if found is not None and not isinstance(found, AnyEnvironment):
             plans[name] = _corrupt(name, found, snapshot)
             continue
-        if name in snapshot.broken:
-            plans[name] = _invalid(name, env, snapshot)
+        if name in broken:
+            plans[name] = _invalid(name, found, snapshot)
             continue
-        desired = snapshot.environments.get(name)
-        deps = desired.depends_on if desired is not None else ()
-        dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps}
-        dependents = {other: _gone(observed.get(other)) for other in dependents_of.get(name, ())}
-        stale = env is not None and env.is_in_progress and (env.lock is None or lock_stale(env.lock))
+        desired = environments.get(name)
+        deps = deps_of.get(name)
+        dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps} if deps else {}
+        others = dependents_of.get(name)
+        dependents = {other: _gone(observed.get(other)) for other in others} if others else {}
+        last = previous.get(name)
+        if (
+            last is not None
+            and last[0] is found
+            and last[1] is desired
+            and last[2] == prune
+            and last[3] == dependencies
+            and last[4] == dependents
+        ):
+            memo[name] = last
+            plans[name] = last[5]
+            continue
+        stale = found is not None and found.is_in_progress and (found.lock is None or lock_stale(found.lock))
         ctx = PlanContext(
             now=now, prune=prune, lock_stale=stale, dependencies=dependencies, dependents=dependents
         )
-        plans[name] = plan_environment(name, env, desired, ctx)
+        plan = plans[name] = plan_environment(name, found, desired, ctx)
+        if found is None or (not found.is_in_progress and found.error_details is None):
+            memo[name] = (found, desired, prune, dependencies, dependents, plan)
+    _Memory.plans = memo
     return list(plans.values())
 
 
-def _dependents_index(snapshot: DesiredSnapshot) -> dict[str, list[str]]:
-    """Each name -> the environments whose ``dependsOn`` lists it, in the snapshot's order.
-
-    Built once, so that finding an environment's dependents does not scan every environment.
-    """
-    index: dict[str, dict[str, None]] = {}
-    for other, spec in snapshot.environments.items():
-        for dep in spec.depends_on:
-            index.setdefault(dep, {})[other] = None
-    return {dep: list(others) for dep, others in index.items()}
+def _ordered(names: frozenset[str], deps_of: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """``dependency_order``, reusing the previous call's order when nothing it depends on changed."""
+    last = _Memory.ordered
+    if last is not None and last[0] == names and last[1] == deps_of:
+        return last[2]
+    order = _dependency_order(set(names), deps_of)
+    _Memory.ordered = (names, deps_of, order)
+    return order
 
 
 def _gone(found: AnyEnvironment | Unreadable | None) -> bool:
@@ -436,24 +485,30 @@ def _invalid(name: str, env: AnyEnvironment | None, snapshot: DesiredSnapshot) -
 
 def dependency_order(names: Iterable[str], snapshot: DesiredSnapshot) -> list[str]:
     """Dependencies first, then by name; names in a cycle come last, by name."""
-    wanted = set(names)
-    needs = {
-        name: {d for d in env.depends_on if d in wanted and d != name}
-        for name, env in snapshot.environments.items()
-        if name in wanted
-    }
-    blocking: dict[str, set[str]] = {name: set() for name in wanted}
-    for name, deps in needs.items():
-        for dep in deps:
-            blocking[dep].add(name)
-    remaining = {name: len(needs.get(name, ())) for name in wanted}
-    ready = [name for name, count in remaining.items() if count == 0]
-    heapq.heapify(ready)
+    deps_of = {name: tuple(env.spec.depends_on) for name, env in snapshot.environments.items()}
+    return _dependency_order(set(names), deps_of)
+
+
+def _dependency_order(wanted: set[str], deps_of: Mapping[str, tuple[str, ...]]) -> list[str]:
+    #: Only the environments that wait for another: most wait for none.
+    remaining: dict[str, int] = {}
+    blocking: dict[str, list[str]] = {}
+    for name, deps in deps_of.items():
+        if not deps or name not in wanted:
+            continue
+        needs = {d for d in deps if d in wanted and d != name}
+        if needs:
+            remaining[name] = len(needs)
+            for dep in needs:
+                blocking.setdefault(dep, []).append(name)
+    ready = sorted(name for name in wanted if name not in remaining)  # a sorted list is a heap
+    if not remaining:
+        return ready
     order: list[str] = []
     while ready:
         name = heapq.heappop(ready)
         order.append(name)
-        for dependent in blocking[name]:
+        for dependent in blocking.get(name, ()):
             remaining[dependent] -= 1
             if remaining[dependent] == 0:
                 heapq.heappush(ready, dependent)
