@@ -31,6 +31,7 @@ sh "$(dirname "$0")/stop.sh"
 mkdir -p "$service_dir/run" "$service_dir/log"
 pidfile="$service_dir/run/server.pid"
 log="$service_dir/log/server.log"
+offset=$(wc -c < "$log" 2>/dev/null || echo 0)   # only what this start writes counts
 
 # Popen(start_new_session=True) gives the server its own session and process
 # group and tells us its exact pid, on Linux and macOS alike.
@@ -58,13 +59,24 @@ PY
 pid=$(cat "$pidfile")
 
 # Wait until it listens, or fail fast if it died (e.g. the port is taken).
-"$python" - "$pid" "$port" <<'PY' || { echo "--- $log (tail)" >&2; tail -n 20 "$log" >&2; rm -f "$pidfile"; exit 1; }
+# A connection alone proves nothing (another process may hold the port), so it
+# also waits for the server's own "Serving HTTP on" line: it bound the port.
+"$python" - "$pid" "$port" "$log" "$offset" <<'PY' || { echo "--- $log (tail)" >&2; tail -n 20 "$log" >&2; rm -f "$pidfile"; exit 1; }
 import os
 import socket
 import sys
 import time
 
-pid, port = int(sys.argv[1]), int(sys.argv[2])
+pid, port, log, offset = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+
+def bound() -> bool:
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return b"Serving HTTP on" in f.read()
+    except OSError:
+        return False
 
 
 def alive() -> bool:
@@ -84,6 +96,9 @@ deadline = time.monotonic() + 15
 while time.monotonic() < deadline:
     if not alive():
         sys.exit(f"start: the server (pid {pid}) exited")
+    if not bound():
+        time.sleep(0.05)
+        continue
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             sys.exit(0)
