@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,24 @@ def test_the_installed_console_script(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"reconcile {reconciler.__version__}\n"
+
+
+def test_every_command_accepts_repo(tmp_path: Path) -> None:
+    """SPEC section 5: all commands take --repo PATH."""
+    target = tmp_path / "scaffolded"
+    init = subprocess.run(
+        [sys.executable, "-m", "reconciler", "init", "--repo", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert init.returncode == 0, init.stderr
+    assert (target / "environments" / "example.yaml").is_file()
+    schema = subprocess.run(
+        [sys.executable, "-m", "reconciler", "schema", "--repo", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert schema.returncode == 0, schema.stderr
+    assert json.loads(schema.stdout)["title"]

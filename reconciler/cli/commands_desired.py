@@ -99,6 +99,9 @@ def blueprint_schema() -> dict[str, Any]:
 @app.command()
 def schema(
     kind: Annotated[str, typer.Option("--kind", help="environment (default) or blueprint.")] = "environment",
+    repo: Annotated[
+        Path | None, typer.Option("--repo", help="Accepted like every command's; the schema is the same.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of an Environment file, for editors.
 
@@ -136,9 +139,14 @@ def _scaffold_files() -> list[tuple[str, Traversable]]:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to create the repository.")] = Path("."),
+    directory: Annotated[Path | None, typer.Argument(help="Where to create the repository.")] = None,
+    repo: Annotated[Path | None, typer.Option("--repo", help="The same as DIR.")] = None,
 ) -> None:
     """Scaffold a GitOps repository: reconciler.yaml, an example environment and blueprint, .gitignore."""
+    if directory is not None and repo is not None and directory != repo:
+        typer.echo(f"error: DIR ({directory}) and --repo ({repo}) disagree; give one", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    directory = directory or repo or Path(".")
     files: dict[str, bytes] = {path: item.read_bytes() for path, item in _scaffold_files()}
     files[f"{SCHEMA_DIR}/environment.schema.json"] = (
         json.dumps(environment_schema(), indent=2) + "\n"
