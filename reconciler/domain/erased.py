@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -57,6 +58,14 @@ class StateDocument(BaseModel):
     @field_serializer("updated_at")
     def _ts(self, value: datetime) -> str:
         return format_timestamp(value)
+
+
+@cache
+def _environment_class() -> type[Environment[State]]:
+    """``Environment``, imported on first use (it imports this module)."""
+    from reconciler.domain.environment import Environment
+
+    return Environment
 
 
 class AnyEnvironment:
@@ -176,8 +185,13 @@ class AnyEnvironment:
 
     @classmethod
     def from_document(cls, doc: StateDocument) -> AnyEnvironment:
-        from reconciler.domain.environment import Environment
+        return cls._from_document(doc, dict(doc.phases), dict(doc.outputs))
 
+    @classmethod
+    def _from_document(
+        cls, doc: StateDocument, phases: dict[Phase, PhaseRecord], outputs: dict[str, str]
+    ) -> AnyEnvironment:
+        """``phases`` and ``outputs``: dicts of the document's own that nothing else holds."""
         state = STATES_BY_NAME.get(doc.state)
         if state is None:
             raise StateDocumentError(
@@ -190,12 +204,12 @@ class AnyEnvironment:
             raise StateDocumentError(f"state '{doc.state}' {need} a failure context")
         if doc.failure is not None and doc.failure.phase is not state.phase:
             raise StateDocumentError(f"state '{doc.state}' cannot carry a {doc.failure.phase} failure")
-        env: Environment[State] = Environment(
+        env: Environment[State] = _environment_class()(
             name=doc.name,
             state=state,
             desired_commit=doc.desired_commit,
-            phases=MappingProxyType(dict(doc.phases)),
-            outputs=MappingProxyType(dict(doc.outputs)),
+            phases=MappingProxyType(phases),
+            outputs=MappingProxyType(outputs),
             lock=doc.lock,
             failure=doc.failure,
             updated_at=doc.updated_at,
@@ -212,7 +226,8 @@ class AnyEnvironment:
                 f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
             )
             raise StateDocumentError(f"invalid state document: {problems}") from e
-        return cls.from_document(doc)
+        # The document was made here and is dropped: its dicts need no defensive copy.
+        return cls._from_document(doc, doc.phases, doc.outputs)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AnyEnvironment:
