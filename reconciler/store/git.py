@@ -48,6 +48,13 @@ def _load_syncfs() -> ctypes._NamedFuncPointer | None:
 
 _SYNCFS = _load_syncfs()
 
+#: ``(name, id of the <name>/ tree)`` -> what ``read_all`` made of that tree.
+_Parsed = dict[tuple[str, pygit2.Oid], Observed | CorruptState | None]
+#: ``(git dir, ref)`` -> the parses of the tip ``read_all`` saw last, shared by every store on
+#: that branch in this process. Ids are content hashes and the values immutable, so an entry
+#: never goes stale; each ``read_all`` publishes a new dict and never mutates one.
+_PARSED: dict[tuple[str, str], _Parsed] = {}
+
 
 class GitStore:
     """A ``StateStore`` on a branch of a git repository (bare or not)."""
@@ -79,8 +86,7 @@ class GitStore:
         self.identity = identity
         self._writer_lock = Path(self._repo.path) / WRITER_LOCK_FILE
         self._mutex = threading.RLock()
-        #: ``(name, id of the <name>/ tree)`` -> what ``read_all`` made of it; see ``read_all``.
-        self._parsed: dict[tuple[str, pygit2.Oid], Observed | CorruptState | None] = {}
+        self._cache_key = (os.path.realpath(self._repo.path), ref)
 
     # -- reading -------------------------------------------------------------------
 
@@ -130,18 +136,18 @@ class GitStore:
         """Every environment on the branch, by name.
 
         A ``<name>/`` tree's id fixes its ``state.json`` (git ids are content
-        hashes), so what was made of it is cached by that id: after one
-        transition a repeated ``read_all`` reads and parses one document, and a
-        corrupt one is still reported every time. The cache keeps only the
-        trees of the latest tip.
+        hashes), so what was made of it is cached by that id, for every store
+        on this branch in the process: after one transition a repeated
+        ``read_all`` reads and parses one document, and a corrupt one is still
+        reported every time. The cache keeps only the trees of the latest tip.
         """
         with self._mutex:
             tip = self._tip()
             if tip is None:
-                self._parsed = {}
+                _PARSED.pop(self._cache_key, None)
                 return {}
-            previous = self._parsed
-            parsed: dict[tuple[str, pygit2.Oid], Observed | CorruptState | None] = {}
+            previous = _PARSED.get(self._cache_key, {})
+            parsed: _Parsed = {}
             found: dict[str, Observed | CorruptState] = {}
             for entry in tip.tree:
                 name = entry.name
@@ -153,7 +159,7 @@ class GitStore:
                 parsed[key] = result
                 if result is not None:
                     found[name] = result
-            self._parsed = parsed
+            _PARSED[self._cache_key] = parsed
             return dict(sorted(found.items()))
 
     def _read_subtree(self, sub: pygit2.Tree, name: str) -> Observed | CorruptState | None:

@@ -11,6 +11,7 @@ import pytest
 from reconciler.domain import Phase
 from reconciler.domain.dispatch import start_phase
 from reconciler.store import CorruptState, GitStore, Observed
+from reconciler.store import git as git_module
 from reconciler.store.lock import new_lock
 from tests.store.kit import T0, created, plant_corrupt
 
@@ -27,6 +28,12 @@ def _count_parses(store: GitStore, monkeypatch: pytest.MonkeyPatch) -> list[str]
 
     monkeypatch.setattr(store, "_parse", counting)
     return parsed
+
+
+def _uncached(repo: Path) -> dict[str, Observed | CorruptState]:
+    """What a store that never read the branch before finds."""
+    git_module._PARSED.clear()
+    return GitStore(repo, fsync=False).read_all()
 
 
 def _three(store: GitStore) -> Observed:
@@ -58,7 +65,7 @@ def test_a_repeated_read_all_parses_only_what_changed(repo: Path, monkeypatch: p
     again = store.read_all()
     assert parsed == ["web"]
     assert again["web"] == started
-    assert again == GitStore(repo, fsync=False).read_all()
+    assert again == _uncached(repo)
     assert list(again) == ["cache", "db", "web"]
 
 
@@ -77,7 +84,7 @@ def test_a_corrupt_document_is_reported_on_every_read_all(
     for result in (first, second):
         assert isinstance(result["db"], CorruptState)
         assert isinstance(result["web"], Observed)
-    assert first["db"] == second["db"] == GitStore(repo, fsync=False).read_all()["db"]
+    assert first["db"] == second["db"] == _uncached(repo)["db"]
 
 
 def test_the_same_tree_under_another_name_is_still_refused(repo: Path) -> None:
@@ -113,3 +120,17 @@ def test_an_environment_removed_from_the_branch_is_gone(repo: Path) -> None:
     git_repo.create_commit(REF, signature, signature, "drop db", builder.write(), [tip.id])
 
     assert set(store.read_all()) == {"web", "cache"}
+
+
+def test_every_store_on_the_branch_shares_the_parses(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = GitStore(repo, fsync=False)
+    _three(first)
+    found = first.read_all()
+    second = GitStore(repo, fsync=False)
+    parsed = _count_parses(second, monkeypatch)
+    again = second.read_all()
+    assert parsed == []
+    assert again == found
+    assert all(again[name] is found[name] for name in found)
+    other_ref = GitStore(repo, "refs/heads/elsewhere", fsync=False)
+    assert other_ref.read_all() == {}
