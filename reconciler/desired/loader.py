@@ -613,9 +613,19 @@ def _resolve(
     for phase in Phase:
         steps = phases[phase]
         paths: dict[str, str | None] = {}
-        for info in infos[phase]:
+        for i, info in enumerate(infos[phase]):
             for p, optional in info.candidates:
-                oid = object_id(p)
+                try:
+                    oid = object_id(p)
+                except PathEscape as e:
+                    # A path the step's command names (or a playbook's neighbour) is a symlink
+                    # out of the repository: this environment's problem alone (SPEC section 7).
+                    origin_path, origin_parsed, _ = origins[phase]
+                    message = f"`phases.{phase}[{i}]`: {e}; expected a path inside the repository"
+                    problem = _locate(
+                        origin_parsed, origin_path, ("spec", "phases", str(phase), i), message, name
+                    )
+                    return _Resolution((problem,), tuple(sorted(probed.items())))
                 if not optional or oid is not None:
                     paths[p] = oid
         refs.update(paths)

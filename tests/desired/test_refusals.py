@@ -274,3 +274,22 @@ def test_good_repository_has_no_problems(tmp_path: Path) -> None:
     assert snapshot.problems == ()
     assert set(snapshot.environments) == {"web", "db"}
     assert snapshot.commit == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_a_script_symlink_escaping_the_repository_breaks_only_its_environment(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "scripts").mkdir(exist_ok=True)
+    os.symlink("/etc/passwd", repo / "scripts" / "deploy.sh")
+    commit(
+        repo,
+        {
+            "environments/bad.yaml": env_yaml(
+                "bad", extra="  phases:\n    release: [{shell: {run: ./scripts/deploy.sh}}]\n"
+            ),
+            "environments/good.yaml": env_yaml("good"),
+        },
+    )
+    snapshot = load(repo)
+    assert "good" in snapshot.environments
+    assert "bad" in snapshot.broken
+    assert "expected a path inside the repository" in str(snapshot.broken["bad"][0])
