@@ -210,8 +210,8 @@ def main() -> int:
         print("loading timed only (--load-only, or the planner is not importable)")
     else:
         print(f"planned {planned} environments")
-    ok = cold_total <= 5.0 and warm_load <= 0.1
-    print("targets met (cold total <= 5 s, one-file load <= 100 ms)" if ok else "TARGETS MISSED")
+    ok = cold_total <= 5.0 and warm_total <= 0.1
+    print("targets met (cold total <= 5 s, one-file change total <= 100 ms)" if ok else "TARGETS MISSED")
     return 0
 
 
