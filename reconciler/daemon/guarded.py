@@ -100,6 +100,8 @@ class GuardedStore:
     def _reap_if_foreign(self, name: str) -> None:
         current = self.inner.read(name)
         lock = None if current is None else current.env.lock
-        if lock is not None and (lock.holder.host, lock.holder.pid) == self._me:
+        if lock is None:
+            return
+        if (lock.holder.host, lock.holder.pid) == self._me:
             return  # our own phase, stopped by us: its processes are already handled
-        kill_orphaned_steps(self.data_dir, name)
+        kill_orphaned_steps(self.data_dir, name, str(lock.id))

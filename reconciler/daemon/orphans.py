@@ -4,8 +4,10 @@ A step runs in its own session so a timeout can kill its whole group; the
 flip side is that it survives its reconciler. Before a stale lock is
 recovered and the phase retried, its orphans are killed, or the retry would
 run the phase twice at once. They are found by the ``RECONCILE_*``
-variables every shell step carries, and only if their parent is not this
-process. Linux only (``/proc``); elsewhere nothing is found.
+variables every shell step carries, ``RECONCILE_LOCK_ID`` naming the lock of
+the interrupted phase (so a service an earlier, completed phase started is
+never touched), and only if their parent is not this process. Linux only
+(``/proc``); elsewhere nothing is found.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[2])
 
 
-def orphaned_groups(data_dir: Path, name: str) -> set[int]:
-    """Process groups running ``name``'s steps under ``data_dir`` that this process did not start."""
+def orphaned_groups(data_dir: Path, name: str, lock_id: str) -> set[int]:
+    """Process groups running ``name``'s steps under ``data_dir`` for lock ``lock_id``, not started by us."""
     me = os.getpid()
     wanted = str((data_dir / name).absolute())
     groups: set[int] = set()
@@ -60,7 +62,12 @@ def orphaned_groups(data_dir: Path, name: str) -> set[int]:
         if pid == me:
             continue
         env = _environ(pid)
-        if not env or env.get("RECONCILE_ENVIRONMENT") != name or env.get("RECONCILE_DATA_DIR") != wanted:
+        if (
+            not env
+            or env.get("RECONCILE_ENVIRONMENT") != name
+            or env.get("RECONCILE_DATA_DIR") != wanted
+            or env.get("RECONCILE_LOCK_ID") != lock_id
+        ):
             continue
         stat = _stat(pid)
         if stat is None:
@@ -74,9 +81,9 @@ def orphaned_groups(data_dir: Path, name: str) -> set[int]:
     return groups
 
 
-def kill_orphaned_steps(data_dir: Path, name: str, grace: float = 2.0) -> int:
-    """SIGTERM, then SIGKILL, every orphaned step group of ``name``; return how many there were."""
-    groups = orphaned_groups(data_dir, name)
+def kill_orphaned_steps(data_dir: Path, name: str, lock_id: str, grace: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL, every orphaned step group of ``name``'s lock; return how many there were."""
+    groups = orphaned_groups(data_dir, name, lock_id)
     for pgid in groups:
         logger.warning(
             "killing a step left running by a dead reconciler", extra={"environment": name, "pgid": pgid}
@@ -85,7 +92,7 @@ def kill_orphaned_steps(data_dir: Path, name: str, grace: float = 2.0) -> int:
             os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while groups and time.monotonic() < deadline:
-        if not orphaned_groups(data_dir, name):
+        if not orphaned_groups(data_dir, name, lock_id):
             return len(groups)
         time.sleep(0.05)
     for pgid in groups:

@@ -345,6 +345,7 @@ class Engine:
                         log=self._output_sink(name),
                         cancel=self.cancel,
                         phase=str(phase),
+                        lock_id=str(lock.id),
                     ),
                 )
                 if not outcome.ok:

@@ -41,6 +41,9 @@ class StepContext:
     cancel: threading.Event | None = None
     #: The phase the step belongs to (``provision`` ... ``check``), for fakes and traces.
     phase: str | None = None
+    #: The id of the lock the phase holds; shell steps get it as ``RECONCILE_LOCK_ID`` so that
+    #: processes an interrupted phase left behind can be told apart from earlier phases' services.
+    lock_id: str | None = None
 
 
 @dataclass(frozen=True)

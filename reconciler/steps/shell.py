@@ -33,6 +33,8 @@ def reconcile_environ(ctx: StepContext) -> dict[str, str]:
         "RECONCILE_DESIRED_COMMIT": ctx.desired_commit,
         "RECONCILE_DATA_DIR": str(ctx.data_dir),
     }
+    if ctx.lock_id is not None:
+        env["RECONCILE_LOCK_ID"] = ctx.lock_id
     env.update(_prefixed("RECONCILE_VAR_", ctx.vars, where="vars"))
     env.update(_prefixed("RECONCILE_OUTPUT_", ctx.outputs, where="outputs"))
     return env

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from reconciler.daemon.durations import parse_duration
 from reconciler.daemon.metrics import Counter, Histogram, Registry
+from reconciler.daemon.orphans import kill_orphaned_steps, orphaned_groups
 from reconciler.daemon.webhook import signature_for, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
 
@@ -142,3 +147,37 @@ def test_metrics_text_format() -> None:
     assert 'd_seconds_bucket{phase="run",le="+Inf"} 2' in text
     assert 'd_seconds_sum{phase="run"} 5.5' in text
     assert 'd_seconds_count{phase="run"} 2' in text
+
+
+def test_orphan_search_finds_only_the_interrupted_phases_processes(tmp_path: Path) -> None:
+    """A service an earlier, completed phase started carries another lock id: it is never killed."""
+    data = tmp_path / "data"
+
+    def detached(lock_id: str) -> int:
+        env = {
+            **os.environ,
+            "RECONCILE_ENVIRONMENT": "web",
+            "RECONCILE_DATA_DIR": str((data / "web").absolute()),
+            "RECONCILE_LOCK_ID": lock_id,
+        }
+        out = subprocess.run(
+            ["sh", "-c", "setsid sleep 60 >/dev/null 2>&1 & echo $!"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout.strip())
+
+    service = detached("lock-of-an-earlier-run-phase")
+    leftover = detached("lock-of-the-interrupted-phase")
+    try:
+        groups = orphaned_groups(data, "web", "lock-of-the-interrupted-phase")
+        assert os.getpgid(leftover) in groups
+        assert os.getpgid(service) not in groups
+        assert kill_orphaned_steps(data, "web", "lock-of-the-interrupted-phase", grace=1.0) == 1
+        os.kill(service, 0)  # still alive
+    finally:
+        for pid in (service, leftover):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
