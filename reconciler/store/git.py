@@ -74,9 +74,9 @@ class GitStore:
         of one ``syncfs`` barrier (slower; the fallback where ``syncfs`` is missing).
         """
         self._per_file_fsync = fsync and (per_file_fsync or _SYNCFS is None)
-        if self._per_file_fsync:
-            # libgit2 reads this when the repository's ref database is opened.
-            pygit2.settings.enable_fsync_gitdir(True)
+        # A process-wide libgit2 setting, read when a repository is opened: set it for
+        # every store (a store opened after a per-file one must not inherit its fsyncs).
+        pygit2.settings.enable_fsync_gitdir(self._per_file_fsync)
         try:
             self._repo = pygit2.Repository(os.fspath(repo_path))
         except (pygit2.GitError, KeyError) as e:

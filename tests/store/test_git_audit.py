@@ -7,6 +7,9 @@ import os
 import socket
 from pathlib import Path
 
+import pygit2
+import pytest
+
 from reconciler.domain import Phase
 from reconciler.domain.dispatch import fail_phase, start_phase
 from reconciler.store import GitStore
@@ -129,3 +132,15 @@ def test_a_ref_moved_by_someone_else_is_built_upon_not_overwritten(repo: Path) -
     )
     assert git(repo, "rev-parse", "reconciler/state~1").strip() == foreign
     assert [r.to_state for r in store.history()] == ["provisioning", "created"]  # the hand commit is skipped
+
+
+def test_a_store_without_fsync_does_not_inherit_per_file_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libgit2's fsync switch is process-wide: each store sets it for itself when it opens."""
+    calls: list[bool] = []
+    monkeypatch.setattr(pygit2.settings, "enable_fsync_gitdir", calls.append)
+    git(tmp_path, "init", "-q")
+    GitStore(tmp_path, per_file_fsync=True)
+    GitStore(tmp_path, fsync=False)
+    assert calls == [True, False]
