@@ -139,7 +139,9 @@ def test_a_store_without_fsync_does_not_inherit_per_file_fsync(
 ) -> None:
     """libgit2's fsync switch is process-wide: each store sets it for itself when it opens."""
     calls: list[bool] = []
-    monkeypatch.setattr(pygit2.settings, "enable_fsync_gitdir", calls.append)
+    monkeypatch.setattr(
+        type(pygit2.settings), "enable_fsync_gitdir", lambda _self, value: calls.append(value)
+    )
     git(tmp_path, "init", "-q")
     GitStore(tmp_path, per_file_fsync=True)
     GitStore(tmp_path, fsync=False)
