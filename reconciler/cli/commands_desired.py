@@ -14,9 +14,16 @@ import typer
 
 from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FormatOption, OutputFormat, RepoOption
-from reconciler.desired.loader import RevisionError, default_revision, load_snapshot, load_worktree
+from reconciler.desired.loader import (
+    RevisionError,
+    default_revision,
+    load_snapshot,
+    load_worktree,
+    misnamed_files,
+)
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
 
@@ -53,6 +60,7 @@ def validate(
             typer.echo(f"error: {repo} is not a directory", err=True)
             raise typer.Exit(EXIT_FAILURE)
         snapshot = load_worktree(repo)
+        problems = list(snapshot.problems) + misnamed_files(WorkTreeSource(repo, None))
     else:
         repository = _open_repo(repo)
         try:
@@ -60,25 +68,28 @@ def validate(
         except RevisionError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(EXIT_FAILURE) from e
+        commit = repository[snapshot.commit or ""]
+        assert isinstance(commit, pygit2.Commit)
+        problems = list(snapshot.problems) + misnamed_files(GitTreeSource(repository, commit.tree))
     if output is OutputFormat.JSON:
         rows = [
             {"path": p.path, "line": p.line, "col": p.col, "message": p.message, "environment": p.environment}
-            for p in snapshot.problems
+            for p in problems
         ]
         typer.echo(json.dumps(rows, indent=2))
     else:
-        for problem in snapshot.problems:
+        for problem in problems:
             typer.echo(str(problem))
         where = snapshot.commit[:12] if snapshot.commit else "the work tree"
-        if snapshot.problems:
+        if problems:
             typer.echo(
-                f"{len(snapshot.problems)} problem(s) at {where}; "
+                f"{len(problems)} problem(s) at {where}; "
                 f"{len(snapshot.broken)} environment(s) will be left alone until fixed",
                 err=True,
             )
         else:
             typer.echo(f"ok: {len(snapshot.environments)} environment(s) valid at {where}", err=True)
-    raise typer.Exit(EXIT_FAILURE if snapshot.problems else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURE if problems else EXIT_OK)
 
 
 def _schema(model: type[EnvironmentFile] | type[BlueprintFile], title: str) -> dict[str, Any]:

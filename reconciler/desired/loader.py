@@ -299,6 +299,25 @@ class _Blueprint:
     model: BlueprintFile | None
 
 
+def misnamed_files(source: TreeSource) -> list[Problem]:
+    """Files in ``environments/`` and ``blueprints/`` that are never read because they end in ``.yml``."""
+    problems: list[Problem] = []
+    for directory in (ENVIRONMENTS_DIR, BLUEPRINTS_DIR):
+        for entry in source.entries(directory):
+            if entry.name.endswith(".yml"):
+                stem = entry.name[: -len(".yml")]
+                problems.append(
+                    Problem(
+                        f"{directory}/{entry.name}",
+                        1,
+                        1,
+                        f"this file is ignored: only `.yaml` files are read; rename it to {stem}.yaml",
+                        stem if directory == ENVIRONMENTS_DIR else None,
+                    )
+                )
+    return problems
+
+
 def _yaml_files(source: TreeSource, directory: str) -> Iterable[tuple[str, FileEntry]]:
     for entry in source.entries(directory):
         if entry.name.endswith(".yaml"):

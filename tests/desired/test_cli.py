@@ -118,3 +118,14 @@ def test_init_in_an_existing_repository_does_not_reinitialise(tmp_path: Path) ->
     assert result.exit_code == 0
     assert "initialized" not in result.stdout
     assert git(target, "symbolic-ref", "HEAD").strip() == "refs/heads/trunk"
+
+
+def test_validate_names_a_yml_file_that_would_be_ignored(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"environments/web.yml": "apiVersion: reconciler/v1\n"})
+    for args in (["validate", "--repo", str(repo)], ["validate", "--worktree", "--repo", str(repo)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1
+        assert result.stdout.splitlines() == [
+            "environments/web.yml:1:1: this file is ignored: only `.yaml` files are read; "
+            "rename it to web.yaml"
+        ]
