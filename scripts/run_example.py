@@ -28,35 +28,31 @@ EXAMPLE_CONTENT = (
 
 
 def scratch_copy(scratch: Path) -> Path:
-    """A git repository holding the committed example content; reused when it exists."""
+    """A git repository holding the example content, committed as a user would.
+
+    Made on the first run; on later runs the examples are copied over again and
+    committed only if they changed, so the state branch (and what is running)
+    carries on from the last run.
+    """
     target = scratch / "repo"
-    if (target / ".git").is_dir():
-        return target
-    target.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
+    if not (target / ".git").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
     for name in EXAMPLE_CONTENT:
-        src = ROOT / name
+        src, dst = ROOT / name, target / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
         if src.is_dir():
-            shutil.copytree(src, target / name)
+            shutil.copytree(src, dst)
         elif src.is_file():
-            shutil.copy2(src, target / name)
-    subprocess.run(["git", "-C", str(target), "add", "-A"], check=True)
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(target),
-            "-c",
-            "user.name=reconciler example",
-            "-c",
-            "user.email=example@localhost",
-            "commit",
-            "-q",
-            "-m",
-            "examples",
-        ],
-        check=True,
-    )
+            shutil.copy2(src, dst)
+    identity = ["-c", "user.name=reconciler example", "-c", "user.email=example@localhost"]
+    git = ["git", "-C", str(target), *identity]
+    subprocess.run([*git, "add", "-A"], check=True)
+    unchanged = subprocess.run([*git, "diff", "--cached", "--quiet"], check=False).returncode == 0
+    has_head = subprocess.run([*git, "rev-parse", "-q", "--verify", "HEAD"], capture_output=True, check=False)
+    if not unchanged or has_head.returncode != 0:
+        subprocess.run([*git, "commit", "-q", "-m", "examples"], check=True)
     return target
 
 
