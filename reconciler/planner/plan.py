@@ -286,14 +286,15 @@ def _retry(
         reason = "retry requested" if failure.error_kind is not ErrorKind.INTERRUPTED else "interrupted"
         reason = f"{reason}; retry {failed} at once"
         return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason))
-    if failure.attempt >= retry.limit:
+    # ``retry.limit`` counts retries: the first run plus ``limit`` retries are ``limit + 1`` attempts.
+    if failure.attempt > retry.limit:
         return _Decision(
             Verdict.BLOCKED,
-            f"{what}; retries exhausted ({failure.attempt}/{retry.limit}); "
+            f"{what}; retries exhausted ({failure.attempt - 1}/{retry.limit}); "
             f"fix the inputs or run `reconcile retry {name}`",
         )
     attempt = failure.attempt + 1
-    counted = f"attempt {attempt}/{retry.limit}"
+    counted = f"retry {attempt - 1}/{retry.limit}"
     if failure.error_kind is ErrorKind.INTERRUPTED:
         reason = f"{failed} was interrupted; retry at once ({counted})"
         return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason), next_attempt=attempt)

@@ -203,7 +203,7 @@ def test_retry_resets_attempts_and_show_suggests_it(gitops: GitOpsRepo, tmp_path
     flag = tmp_path / "fixed"
     phases = {"provision": [{"shell": {"run": f"test -f {flag}"}}]}
     gitops.commit(
-        {"environments/web.yaml": env_file("web", phases=phases, retry={"limit": 1, "backoffSeconds": 3600})}
+        {"environments/web.yaml": env_file("web", phases=phases, retry={"limit": 0, "backoffSeconds": 3600})}
     )
     assert gitops.reconcile("apply").returncode == 1
     status = json.loads(gitops.reconcile("status", "--format", "json").stdout)

@@ -37,7 +37,7 @@ def snapshot(gitops: GitOpsRepo):  # type: ignore[no-untyped-def]
 
 def test_failures_back_off_exponentially_then_block(gitops: GitOpsRepo) -> None:
     gitops.commit(
-        {"environments/web.yaml": env_file("web", phases=PHASES, retry={"limit": 3, "backoffSeconds": 10})}
+        {"environments/web.yaml": env_file("web", phases=PHASES, retry={"limit": 2, "backoffSeconds": 10})}
     )
     runner, clock = FakeStepRunner(), FakeClock()
     runner.script("web", "configure step", fails(2), fails(2), fails(2))

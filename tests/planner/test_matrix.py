@@ -117,7 +117,7 @@ def test_every_observed_and_desired_state(
         # Failed with the same inputs, attempt 1 long ago: the backoff is over, attempt 2.
         assert plan.verdict is Verdict.CHANGES
         assert plan.next_attempt == 2
-        assert "attempt 2/3" in plan.reason
+        assert "retry 1/3" in plan.reason
     elif have not in (None, Destroyed) and all(p in already for p in wanted) and changed not in wanted:
         assert plan.verdict is Verdict.CONVERGED, plan
         assert plan.actions == ()

@@ -107,7 +107,7 @@ def test_failure_in_backoff_waits_and_exhausted_retries_block(gitops: GitOps) ->
     assert waiting["nextAttempt"] == 2
     assert "backing off until" in str(waiting["reason"])
 
-    spent = failed(Phase.RELEASE, attempt=3, phase_hash=hashes[Phase.RELEASE], ago=timedelta(hours=1))
+    spent = failed(Phase.RELEASE, attempt=4, phase_hash=hashes[Phase.RELEASE], ago=timedelta(hours=1))
     gitops.observe("web", ReleaseFailed, hashes=hashes, failure=spent)
     result = gitops.plan()
     assert "web       release_failed -> running: blocked" in result.stdout
@@ -117,7 +117,7 @@ def test_failure_in_backoff_waits_and_exhausted_retries_block(gitops: GitOps) ->
 def test_fixing_the_failed_input_retries_at_once(gitops: GitOps) -> None:
     converge(gitops, "database")
     hashes = gitops.hashes("web")
-    spent = failed(Phase.RELEASE, attempt=3, phase_hash=hashes[Phase.RELEASE], ago=timedelta(seconds=1))
+    spent = failed(Phase.RELEASE, attempt=4, phase_hash=hashes[Phase.RELEASE], ago=timedelta(seconds=1))
     gitops.observe("web", ReleaseFailed, hashes=hashes, failure=spent)
     gitops.write("scripts/release.sh", "#!/bin/sh\necho fixed\n")
     gitops.write("environments/web.yaml", environment("web"))  # no dependency to wait for

@@ -113,7 +113,7 @@ def test_failure_within_backoff_waits_until_retry_time() -> None:
     # 30 s doubled once for the second attempt, counted from the failure.
     assert plan.retry_at == fail.failed_at + timedelta(seconds=60)
     assert plan.next_attempt == 3
-    assert "backing off until 2026-11-28T10:00:50Z (attempt 3/3)" in plan.reason
+    assert "backing off until 2026-11-28T10:00:50Z (retry 2/3)" in plan.reason
     assert phases_of(plan) == ["provision", "configure", "release", "run"]
     assert plan.has_changes
 
@@ -126,11 +126,12 @@ def test_failure_after_backoff_retries_with_the_next_attempt() -> None:
     assert plan.verdict is Verdict.CHANGES
     assert plan.next_attempt == 2
     assert phases_of(plan) == ["configure", "release", "run"]
-    assert plan.actions[0].reason == "retry after configure failed: tofu apply exited 1 (attempt 2/3)"
+    assert plan.actions[0].reason == "retry after configure failed: tofu apply exited 1 (retry 1/3)"
 
 
 def test_retries_exhausted_is_blocked_with_the_way_out() -> None:
-    fail = failure(Phase.CONFIGURE, attempt=3)
+    # retry.limit 3 = the first run and three retries: blocked after the fourth attempt.
+    fail = failure(Phase.CONFIGURE, attempt=4)
     plan = plan_environment(
         "web", observed(ConfigureFailed, fail=fail), desired("running"), PlanContext(now=NOW)
     )
@@ -193,11 +194,26 @@ def test_zero_retry_limit_blocks_after_the_first_failure() -> None:
         "web", observed(ProvisionFailed, fail=fail), desired("running", limit=0), PlanContext(now=NOW)
     )
     assert plan.verdict is Verdict.BLOCKED
-    assert "(1/0)" in plan.reason
+    assert "(0/0)" in plan.reason
+
+
+def test_the_limit_counts_retries_not_attempts() -> None:
+    """SPEC section 3: "retried up to retry.limit times": limit 1 allows one retry."""
+    fail = failure(Phase.PROVISION, attempt=1, failed_at=NOW - timedelta(hours=1))
+    plan = plan_environment(
+        "web", observed(ProvisionFailed, fail=fail), desired("running", limit=1), PlanContext(now=NOW)
+    )
+    assert plan.verdict is Verdict.CHANGES
+    assert plan.next_attempt == 2
+    fail = failure(Phase.PROVISION, attempt=2, failed_at=NOW - timedelta(hours=1))
+    plan = plan_environment(
+        "web", observed(ProvisionFailed, fail=fail), desired("running", limit=1), PlanContext(now=NOW)
+    )
+    assert plan.verdict is Verdict.BLOCKED
 
 
 def test_destroy_failure_follows_the_same_retry_rules() -> None:
-    fail = failure(Phase.DESTROY, attempt=3)
+    fail = failure(Phase.DESTROY, attempt=4)
     plan = plan_environment(
         "web", observed(DestroyFailed, fail=fail), desired("destroyed"), PlanContext(now=NOW)
     )
