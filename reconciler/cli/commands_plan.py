@@ -22,6 +22,7 @@ from reconciler.desired.loader import (
     ParseCache,
     RevisionError,
     default_revision,
+    definition_at,
     load_snapshot,
     load_worktree,
 )
@@ -108,12 +109,22 @@ def make_report(
     def stale(lock: Lock) -> bool:
         return is_stale(lock, now)
 
-    plans = plan_all(snapshot, observed, now=now, prune=prune, lock_stale=stale)
+    definitions = ParseCache()
+
+    def protected_before(env: AnyEnvironment) -> bool:
+        last = definition_at(repo, env.desired_commit, env.name, cache=definitions)
+        return last is not None and last.spec.protected
+
+    plans = plan_all(
+        snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
+    )
     if before is None:
         return build_report(
             plans, revision=snapshot.commit, state_ref=state_ref, generated_at=now, problems=snapshot.problems
         )
-    base_plans = plan_all(before, observed, now=now, prune=prune, lock_stale=stale)
+    base_plans = plan_all(
+        before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
+    )
     return build_report(
         plans,
         revision=snapshot.commit,

@@ -257,20 +257,24 @@ def _phase_command(phase: Phase) -> None:
     ) -> None:
         with _workspace(repo, data_dir, store) as ws:
             snapshot = ws.snapshot()
-            desired = snapshot.environments.get(name)
-            if desired is None:
-                problems = snapshot.broken.get(name)
-                if problems:
-                    raise _fail("\n".join(str(p) for p in problems))
-                raise _fail(f"no environment file for '{name}' at {(snapshot.commit or '')[:12]}")
-            if phase is Phase.DESTROY and desired.spec.protected:
-                raise _fail(f"'{name}' is protected: it is never destroyed (set spec.protected: false first)")
+            problems = snapshot.broken.get(name)
+            if problems:
+                raise _fail("\n".join(str(p) for p in problems))
             engine = ws.engine(snapshot)
             engine.on_transition = lambda e: print(
                 f"{e.environment}: {e.from_state} -> {e.to_state}", flush=True
             )
             try:
                 observed = engine.store.read(name)
+                desired = snapshot.environments.get(name)
+                if desired is None and observed is not None and phase is Phase.DESTROY:
+                    desired = engine.last_definition(observed.env)  # its file is gone: as last applied
+                if desired is None:
+                    raise _fail(f"no environment file for '{name}' at {(snapshot.commit or '')[:12]}")
+                if phase is Phase.DESTROY and desired.spec.protected:
+                    raise _fail(
+                        f"'{name}' is protected: it is never destroyed (set spec.protected: false first)"
+                    )
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
                 if not can_start(observed.env.state, phase):

@@ -270,6 +270,22 @@ def load_snapshot(
     return _load(GitTreeSource(repo, commit.tree), sha, cache or ParseCache())
 
 
+def definition_at(
+    repo: pygit2.Repository, commit: str | None, name: str, *, cache: ParseCache | None = None
+) -> ResolvedEnvironment | None:
+    """``name`` as it was declared at ``commit``: how to destroy an environment whose file is gone.
+
+    ``None`` when there is no such commit (never applied, or garbage-collected) or no valid file in it.
+    """
+    if not commit:
+        return None
+    try:
+        snapshot = load_snapshot(repo, commit, cache=cache or ParseCache())
+    except (LookupError, ValueError, pygit2.GitError):
+        return None
+    return snapshot.environments.get(name)
+
+
 def load_worktree(path: Path, *, cache: ParseCache | None = None) -> DesiredSnapshot:
     """The desired state in the files on disk, committed or not (``validate``/``plan --worktree``)."""
     repo: pygit2.Repository | None

@@ -21,6 +21,7 @@ from typing import Any
 
 import pygit2
 
+from reconciler.desired.loader import ParseCache, definition_at
 from reconciler.desired.resolved import DesiredSnapshot, ResolvedEnvironment
 from reconciler.desired.templating import TemplateError, render_step, resolve_vars
 from reconciler.domain import (
@@ -87,6 +88,10 @@ _FROM_VERDICT: Mapping[Verdict, Outcome] = {
 }
 
 
+class DefinitionMissing(LookupError):
+    """The steps of an environment whose file is gone cannot be found."""
+
+
 @dataclass(frozen=True)
 class TransitionEvent:
     """Progress: one transition committed."""
@@ -125,6 +130,10 @@ class Engine:
     on_output: Callable[[str, str], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prune: bool = False
+    #: Definitions of environments whose file is gone, as last applied, by (commit, name).
+    _definitions: dict[tuple[str, str], ResolvedEnvironment | None] = field(default_factory=dict, repr=False)
+    _definitions_cache: ParseCache = field(default_factory=ParseCache, repr=False)
+    _definitions_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- the verb -----------------------------------------------------------------------
 
@@ -144,6 +153,8 @@ class Engine:
                 return self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
             try:
                 failure = self._act(snapshot, plan, observed, transitions)
+            except DefinitionMissing as e:
+                return self._result(name, Outcome.FAILED, str(e), transitions, observed)
             except LostRace:
                 lost += 1
                 if lost > MAX_LOST_RACES:
@@ -173,14 +184,30 @@ class Engine:
                 desired_state=None,
             )
         env = observed.env if observed else None
+        prune = self.prune or snapshot.config.prune
+        before = self.last_definition(env) if prune and desired is None and env is not None else None
         ctx = PlanContext(
             now=now,
-            prune=self.prune or snapshot.config.prune,
+            prune=prune,
             lock_stale=bool(env and env.lock and is_stale(env.lock, now)),
             dependencies=self._dependencies(snapshot, desired),
             dependents=self._dependents(snapshot, name),
+            protected_before=before is not None and before.spec.protected,
         )
         return plan_environment(name, env, desired, ctx)
+
+    def last_definition(self, env: AnyEnvironment) -> ResolvedEnvironment | None:
+        """``env`` as declared at the desired commit it was last applied from (its file may be gone)."""
+        commit = env.desired_commit
+        if commit is None:
+            return None
+        key = (commit, env.name)
+        with self._definitions_lock:
+            if key not in self._definitions:
+                self._definitions[key] = definition_at(
+                    self.repo, commit, env.name, cache=self._definitions_cache
+                )
+            return self._definitions[key]
 
     def _dependencies(
         self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment | None
@@ -252,7 +279,15 @@ class Engine:
         assert action.kind is ActionKind.PHASE
         assert action.phase is not None
         assert observed is not None
-        desired = snapshot.environments[name]
+        desired = snapshot.environments.get(name) or self.last_definition(observed.env)
+        if desired is None:
+            # Pruning an environment whose file is gone: its steps come from the commit it was last
+            # applied from; without that commit there is nothing to run, so nothing is done.
+            raise DefinitionMissing(
+                f"{name}: cannot {action.phase}: its file is gone and the commit it was last applied from "
+                f"({observed.env.desired_commit or 'none'}) cannot be read; restore the file, or destroy "
+                "it by hand and remove its state (docs/recovery.md)"
+            )
         return self.run_phase(snapshot, desired, observed, action.phase, plan.next_attempt, transitions)
 
     def _commit(

@@ -116,3 +116,6 @@ class PlanContext:
     #: Environments that depend on this one -> are they gone (destroyed or never created)?
     #: Destroying waits for them, so a database is not destroyed under a running web.
     dependents: Mapping[str, bool] = field(default_factory=lambda: _NO_DEPENDENCIES)
+    #: For an environment whose file is gone: was it ``protected`` in the definition it was last
+    #: applied from (its recorded desired commit)? Then it is never pruned (SPEC section 2.1).
+    protected_before: bool = False

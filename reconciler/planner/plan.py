@@ -163,6 +163,11 @@ def _undeclared_view(name: str, view: _View, ctx: PlanContext) -> _Decision:
             Verdict.UNMANAGED,
             "environment file removed; left as it is (set `prune: true` in reconciler.yaml to destroy it)",
         )
+    if ctx.protected_before:
+        return _Decision(
+            Verdict.PROTECTED,
+            f"environment file removed, but it was protected: never pruned; it stays {view.state.name}",
+        )
     return _destroy(name, view, None, Retry(), now=ctx.now, why="environment file removed and prune is on")
 
 
@@ -383,6 +388,7 @@ def plan_all(
     now: datetime,
     prune: bool,
     lock_stale: Callable[[Lock], bool],
+    protected_before: Callable[[AnyEnvironment], bool] | None = None,
 ) -> list[EnvironmentPlan]:
     """A plan for every environment with a file or a state, dependencies before their dependents.
 
@@ -394,6 +400,9 @@ def plan_all(
     anew, so re-planning after a one-file change decides about one
     environment. Only plans that cannot depend on the clock or a lock are
     reused: an observed state with a failure or a lock is decided every time.
+
+    ``protected_before`` answers, for an environment whose file is gone, whether
+    the definition it was last applied from was protected (never pruned).
     """
     names = snapshot.names | frozenset(observed)
     environments = snapshot.environments
@@ -432,8 +441,16 @@ def plan_all(
             plans[name] = last[5]
             continue
         stale = found is not None and found.is_in_progress and (found.lock is None or lock_stale(found.lock))
+        protected = False
+        if prune and desired is None and found is not None and protected_before is not None:
+            protected = protected_before(found)
         ctx = PlanContext(
-            now=now, prune=prune, lock_stale=stale, dependencies=dependencies, dependents=dependents
+            now=now,
+            prune=prune,
+            lock_stale=stale,
+            dependencies=dependencies,
+            dependents=dependents,
+            protected_before=protected,
         )
         plan = plans[name] = plan_environment(name, found, desired, ctx)
         if found is None or (not found.is_in_progress and found.error_details is None):

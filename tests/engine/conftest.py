@@ -74,8 +74,8 @@ class GitOpsRepo:
                 *args,
                 "--repo",
                 str(self.path),
-                "--data-dir",
-                str(self.data),
+                # plan and validate read no local data
+                *([] if {"plan", "validate"} & set(args) else ["--data-dir", str(self.data)]),
             ],
             capture_output=True,
             text=True,

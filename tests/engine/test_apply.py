@@ -239,3 +239,33 @@ def test_destroy_goes_dependents_first(gitops: GitOpsRepo, tmp_path: Path) -> No
     gitops.reconcile("apply", check=True)
     runs = lines(log)
     assert runs.index("destroy app") < runs.index("destroy db")
+
+
+def test_prune_destroys_a_deleted_environment_with_its_last_definition(
+    gitops: GitOpsRepo, tmp_path: Path
+) -> None:
+    log = tmp_path / "effects.log"
+    gitops.commit(
+        {
+            "reconciler.yaml": "apiVersion: reconciler/v1\nkind: Config\nprune: true\n",
+            "environments/web.yaml": env_file("web", phases=counting_phases(log)),
+            "environments/db.yaml": env_file("db", phases=counting_phases(log), protected=True),
+        }
+    )
+    gitops.reconcile("apply", check=True)
+    gitops.remove("environments/web.yaml")
+    gitops.remove("environments/db.yaml")
+
+    plan = gitops.reconcile("plan", "--format", "json", check=True).stdout
+    verdicts = {e["name"]: e["verdict"] for e in json.loads(plan)["environments"]}
+    assert verdicts == {"db": "protected", "web": "changes"}
+
+    out = gitops.reconcile("apply")
+
+    assert out.returncode == 1  # db stays, protected: not converged
+    assert "Traceback" not in out.stderr
+    assert gitops.state("web")["state"] == "destroyed"
+    assert lines(log)[-1] == "destroy web"  # the destroy steps of the definition last applied
+    assert gitops.state("db")["state"] == "running"
+    assert "destroy db" not in lines(log)
+    assert gitops.reconcile("destroy", "db").returncode == 1

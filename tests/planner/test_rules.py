@@ -286,6 +286,14 @@ def test_deleted_file_with_prune_is_destroyed() -> None:
     assert plan.actions[0].reason == "environment file removed and prune is on"
 
 
+def test_deleted_file_of_a_protected_environment_is_never_pruned() -> None:
+    ctx = PlanContext(now=NOW, prune=True, protected_before=True)
+    plan = plan_environment("web", observed(Running), None, ctx)
+    assert plan.verdict is Verdict.PROTECTED
+    assert plan.actions == ()
+    assert "never pruned" in plan.reason
+
+
 def test_deleted_file_of_a_destroyed_environment_is_converged() -> None:
     plan = plan_environment("web", observed(Destroyed), None, PlanContext(now=NOW, prune=True))
     assert plan.verdict is Verdict.CONVERGED
