@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputForm
 from reconciler.domain import Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
-from reconciler.engine.reconcile import ReconcileResult, TransitionEvent, reset_attempts
+from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
@@ -52,6 +53,28 @@ def _workspace(repo: Path, data_dir: Path, store: str) -> Iterator[Workspace]:
         yield open_workspace(repo, data_dir, kind)
     except (WorkspaceError, StoreError) as e:
         raise _fail(str(e)) from e
+
+
+@contextmanager
+def _interruptible(engine: Engine) -> Iterator[None]:
+    """SIGTERM/SIGINT: stop the running phases' processes and record them as ``interrupted``.
+
+    Without this a stopped ``apply`` would leave its steps running behind a lock that looks
+    stale at once (its holder is gone), so the next run could start the same phase beside them.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        if engine.cancel.is_set():
+            raise KeyboardInterrupt  # a second signal: stop waiting
+        err.print(f"{signal.Signals(signum).name}: stopping the running phases (recorded as interrupted)")
+        engine.cancel.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_json(data: Any) -> None:
@@ -91,11 +114,12 @@ def apply(
 
         engine.on_transition = progress
         try:
-            if live:
-                with console.status("reconciling…"):
+            with _interruptible(engine):
+                if live:
+                    with console.status("reconciling…"):
+                        results = apply_environments(engine, snapshot, names, workers=workers)
+                else:
                     results = apply_environments(engine, snapshot, names, workers=workers)
-            else:
-                results = apply_environments(engine, snapshot, names, workers=workers)
         except UnknownEnvironment as e:
             raise _fail(str(e)) from e
         _report(results, fmt, snapshot.commit)
@@ -279,7 +303,8 @@ def _phase_command(phase: Phase) -> None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
                 if not can_start(observed.env.state, phase):
                     raise _fail(f"cannot {phase} '{name}' from state '{observed.env.state_name}'")
-                failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)
+                with _interruptible(engine):
+                    failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)
             except (LostRace, InvalidTransition) as e:
                 raise _fail(f"{e} (another reconciler holds '{name}'; see `reconcile status`)") from e
             if failure is not None:

@@ -125,3 +125,40 @@ def test_bad_file_is_reported_and_others_still_converge(gitops: GitOpsRepo, tmp_
     assert "environments/bad.yaml:4:" in out.stderr
     assert gitops.state("good")["state"] == "running"
     assert gitops.transitions("bad") == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_apply_interrupts_its_phase_and_leaves_nothing_running(
+    gitops: GitOpsRepo, tmp_path: Path, sig: signal.Signals
+) -> None:
+    pidfile = tmp_path / "step.pid"
+    phases = {"provision": [{"shell": {"run": f"echo $$ > {pidfile}; sleep 60"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "apply",
+        "--repo",
+        str(gitops.path),
+        "--data-dir",
+        str(gitops.data),
+    ]
+    apply = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    step = int(pidfile.read_text())
+
+    apply.send_signal(sig)
+    _, stderr = apply.communicate(timeout=30)
+
+    assert apply.returncode == 1
+    assert "stopping the running phases" in stderr
+    state = gitops.state("web")
+    failure = state["failure"]
+    assert isinstance(failure, dict)
+    assert state["state"] == "provision_failed"
+    assert failure["errorKind"] == "interrupted"
+    assert state["lock"] is None
+    assert not Path(f"/proc/{step}").exists() or Path(f"/proc/{step}/stat").read_text().split()[2] == "Z"
