@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 #: First and longest delay before a non-converged environment without a planner retry time is looked at again.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
+#: Longest wait before checking again an environment whose check re-applying did not cure.
+CHECK_BACKOFF_CAP_SECONDS = 3600.0
 #: Share of ``--interval`` a fetch is moved by at random, so many daemons do not fetch in step.
 FETCH_JITTER = 0.1
 
@@ -89,6 +91,8 @@ class Daemon:
         self._loaded_tip: str | None = None
         self._failures: dict[str, int] = {}
         self._checks_wanted: set[str] = set()
+        self._check_failures: dict[str, int] = {}
+        self._check_not_before: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
         self._watch: RefWatch | None = None
@@ -336,27 +340,37 @@ class Daemon:
     _hook_pending = False
 
     def _ticker(self) -> None:
-        """Fetch every interval (with jitter) and resync every ``--resync``; woken early by a webhook."""
-        next_resync = time.monotonic() + self.settings.resync
+        """Fetch every interval (with jitter) and resync every ``--resync``; woken early by a webhook.
+
+        The two clocks are independent: a resync shorter than the interval is honoured.
+        """
+        now = time.monotonic()
+        next_fetch = now + self._fetch_delay()
+        next_resync = now + self.settings.resync
         while not self._stop.is_set():
-            jitter = self.settings.interval * FETCH_JITTER * (2 * random.random() - 1)  # noqa: S311
-            woke = self._wake.wait(timeout=max(0.05, self.settings.interval + jitter))
+            woke = self._wake.wait(timeout=max(0.05, min(next_fetch, next_resync) - time.monotonic()))
             self._wake.clear()
-            self._ticker_beat = time.monotonic()
+            self._ticker_beat = now = time.monotonic()
             if self._stop.is_set():
                 return
-            source = "webhook" if (woke and self._hook_pending) else "fetch"
-            self._hook_pending = False
             try:
-                self._sync_remote()
-                self.refresh(source)
-                if time.monotonic() >= next_resync:
-                    next_resync = time.monotonic() + self.settings.resync
+                if woke or now >= next_fetch:
+                    source = "webhook" if (woke and self._hook_pending) else "fetch"
+                    self._hook_pending = False
+                    next_fetch = now + self._fetch_delay()
+                    self._sync_remote()
+                    self.refresh(source)
+                if now >= next_resync:
+                    next_resync = now + self.settings.resync
                     self.metrics.triggers.inc("resync")
                     self._recover()
                     self._enqueue_all(check=True)
             except Exception:  # the loop outlives any one bad turn
                 logger.exception("ticker turn failed")
+
+    def _fetch_delay(self) -> float:
+        jitter = self.settings.interval * FETCH_JITTER * (2 * random.random() - 1)  # noqa: S311
+        return max(0.05, self.settings.interval + jitter)
 
     def _recover(self) -> None:
         store = self._store
@@ -388,13 +402,13 @@ class Daemon:
             return
         snapshot, engine = current
         with self._state_lock:
-            check = name in self._checks_wanted
+            check = name in self._checks_wanted and time.monotonic() >= self._check_not_before.get(name, 0.0)
             self._checks_wanted.discard(name)
         try:
             result = engine.reconcile(snapshot, name)
             if result.ok and check and name in snapshot.environments:
                 result = engine.check(snapshot, name)
-                self.metrics.checks.inc("reapplied" if result.transitions else "passed")
+                self._note_check(name, result)
         except Stopping:
             return
         except Exception as e:  # a store or git failure: temporary, retry with backoff
@@ -433,6 +447,25 @@ class Daemon:
             self._queue.add_at(name, time.monotonic() + max(0.05, delay))
         elif plan.verdict in (Verdict.WAITING, Verdict.CHANGES):
             self._retry_later(name)
+
+    def _note_check(self, name: str, result: ReconcileResult) -> None:
+        """Count the check, and back off an environment whose check re-applying does not cure."""
+        if result.outcome is Outcome.FAILED and result.failure is None:
+            self.metrics.checks.inc("failing")
+            with self._state_lock:
+                n = self._check_failures.get(name, 0)
+                self._check_failures[name] = n + 1
+                delay = min(CHECK_BACKOFF_CAP_SECONDS, self.settings.resync * 2**n)
+                self._check_not_before[name] = time.monotonic() + delay
+            logger.error(
+                "check still failing after re-apply; checking again later",
+                extra={"environment": name, "reason": result.reason, "next_check_in_seconds": round(delay)},
+            )
+            return
+        self.metrics.checks.inc("reapplied" if result.transitions else "passed")
+        with self._state_lock:
+            self._check_failures.pop(name, None)
+            self._check_not_before.pop(name, None)
 
     def _retry_later(self, name: str) -> None:
         n = self._failures.get(name, 0)

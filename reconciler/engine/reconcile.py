@@ -488,12 +488,21 @@ class Engine:
                 return self._result(
                     name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
                 )
+        after = self.store.read(name)
+        if after is not None:
+            still = self._failing_check(snapshot, desired, after)
+            if still is not None:
+                # The re-apply succeeded but did not cure it: a failure for the caller to back off
+                # from (the state stays honest: every phase it ran succeeded).
+                return self._result(
+                    name,
+                    Outcome.FAILED,
+                    f"check still fails after re-applying from {step_reapply}: {still[1]}",
+                    transitions,
+                    after,
+                )
         return self._result(
-            name,
-            Outcome.CONVERGED,
-            f"check failed ({summary}); re-applied",
-            transitions,
-            self.store.read(name),
+            name, Outcome.CONVERGED, f"check failed ({summary}); re-applied", transitions, after
         )
 
     def _failing_check(

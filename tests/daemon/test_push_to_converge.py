@@ -79,3 +79,27 @@ def test_resync_runs_checks_a_failing_one_reapplies_a_passing_one_writes_nothing
     healthy.touch()
     wait_for("web running", state_is(server.bare, "web", "running"), 20)
     assert runs(log)[:4] == ["web provision", "web configure", "web release-v1", "web run"]
+
+
+def test_a_check_that_reapplying_does_not_cure_is_reported_and_backed_off(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    # A resync much shorter than the fetch interval is honoured on its own clock.
+    daemon = daemons.start(server.bare, "--interval", "30s", "--resync", "0.5s")
+    server.write(
+        "environments/web.yaml", shell_env("web", tmp_path / "log", check=f"test -e {tmp_path}/never")
+    )
+    server.push("add web")
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+
+    def failing_checks() -> float:
+        for line in daemon.get("/metrics")[1].splitlines():
+            if line.startswith('reconcile_checks_total{result="failing"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    wait_for("a failing check reported", lambda: failing_checks() >= 1, 15)
+    first = failing_checks()
+    time.sleep(2.0)
+    # Backed off: 0.5 s, 1 s, 2 s... between attempts, not one re-apply every resync.
+    assert failing_checks() - first <= 2

@@ -168,7 +168,28 @@ def test_a_failing_check_reapplies_from_its_phase_and_a_passing_one_writes_nothi
         ("released", "starting"),
         ("starting", "running"),
     )
-    assert [c.phase for c in runner.calls][-3:] == ["check", "release", "run"]
+    # The check, the re-apply, and the check again, which now passes.
+    assert [c.phase for c in runner.calls][-4:] == ["check", "release", "run", "check"]
+
+
+def test_a_check_still_failing_after_the_reapply_is_a_failure(gitops: GitOpsRepo) -> None:
+    phases = dict(PHASES)
+    phases["check"] = [{"name": "health", "shell": {"run": "true"}}]
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    runner, clock = FakeStepRunner(), FakeClock()
+    engine, store = make_engine(gitops, runner, clock)
+    snap = snapshot(gitops)
+    engine.reconcile(snap, "web")
+
+    runner.script("web", "health", fails(1), fails(1))
+    result = engine.check(snap, "web")
+
+    assert result.outcome is Outcome.FAILED
+    assert "check still fails after re-applying from run" in result.reason
+    assert result.transitions == (("running", "starting"), ("starting", "running"))
+    observed = store.read("web")
+    assert observed is not None
+    assert observed.env.state_name == "running"
 
 
 def test_corrupt_state_is_reported_and_left_alone(gitops: GitOpsRepo) -> None:
