@@ -429,7 +429,7 @@ class Engine:
             phase_hash=desired.phase_hashes.get(phase),
         )
         path = trace_path(self.data_dir, name, str(phase), finished_at.strftime("%Y%m%d-%H%M%S"))
-        failure = failure.model_copy(update={"trace_file": str(path)})
+        failure = failure.model_copy(update={"trace_file": _display_path(path)})
         try:
             write_trace(
                 path,
@@ -571,6 +571,17 @@ class Engine:
             transitions=tuple(transitions),
             failure=failure,
         )
+
+
+def _display_path(path: Path) -> str:
+    """``data/web/traces/…`` when the data dir is under the working directory (SPEC 4.2), else absolute.
+
+    A path relative to where the reconciler runs keeps host-specific prefixes out of the state branch.
+    """
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def reset_attempts(store: StateStore, name: str, *, now: Any = None) -> Observed:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -269,3 +271,18 @@ def test_prune_destroys_a_deleted_environment_with_its_last_definition(
     assert gitops.state("db")["state"] == "running"
     assert "destroy db" not in lines(log)
     assert gitops.reconcile("destroy", "db").returncode == 1
+
+
+def test_trace_path_is_relative_to_where_the_reconciler_runs(gitops: GitOpsRepo) -> None:
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", phases={"provision": [{"shell": {"run": "exit 1"}}]})}
+    )
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply"], cwd=gitops.path, capture_output=True, check=False
+    )
+    failure = gitops.state("web")["failure"]
+    assert isinstance(failure, dict)
+    trace = str(failure["traceFile"])
+    assert trace.startswith("data/web/traces/")
+    assert trace.endswith("-provision.log")
+    assert (gitops.path / trace).is_file()
