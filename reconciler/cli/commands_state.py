@@ -36,7 +36,7 @@ Store = Annotated[
     str, typer.Option("--store", help="git (the state branch) or file (<data>/<name>/state.json).")
 ]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # a path:line:col line stays one line
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
@@ -101,7 +101,7 @@ def apply(
         engine = ws.engine(snapshot)
         for problem in snapshot.problems:
             err.print(str(problem), highlight=False, markup=False)
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True)
         live = fmt is OutputFormat.TEXT and console.is_terminal
 
         def progress(event: TransitionEvent) -> None:

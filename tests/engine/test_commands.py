@@ -162,3 +162,12 @@ def test_a_stopped_apply_interrupts_its_phase_and_leaves_nothing_running(
     assert failure["errorKind"] == "interrupted"
     assert state["lock"] is None
     assert not Path(f"/proc/{step}").exists() or Path(f"/proc/{step}/stat").read_text().split()[2] == "Z"
+
+
+def test_problems_on_stderr_stay_one_line_each(gitops: GitOpsRepo) -> None:
+    long_name = "a-long-environment-name-that-pushes-the-line-past-80-columns"
+    gitops.commit({f"environments/{long_name}.yaml": "apiVersion: reconciler/v1\nkind: Environment\n"})
+    out = gitops.reconcile("apply")
+    line = next(line for line in out.stderr.splitlines() if line.startswith("environments/"))
+    assert line.startswith(f"environments/{long_name}.yaml:1:1: ")
+    assert "`metadata`" in line
