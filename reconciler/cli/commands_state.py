@@ -97,7 +97,7 @@ def apply(
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         engine = ws.engine(snapshot)
         for problem in snapshot.problems:
             err.print(str(problem), highlight=False, markup=False)
@@ -164,7 +164,7 @@ def status(
 ) -> None:
     """Table of environments: observed, desired, converged?, lock, last transition, failure."""
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         engine = ws.engine(snapshot)
         rows = environment_rows(engine, snapshot, name)
         if name is not None and not rows:
@@ -198,7 +198,7 @@ def show(
 ) -> None:
     """The state JSON, the failure and its trace, and the suggested next step."""
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         st = ws.store_for(snapshot)
         try:
             observed = st.read(name)
@@ -242,7 +242,7 @@ def history(
 ) -> None:
     """The transitions from the state branch, newest first."""
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         records = ws.store_for(snapshot).history(name, limit)
         if fmt is OutputFormat.JSON:
             _print_json(
@@ -280,7 +280,7 @@ def _phase_command(phase: Phase) -> None:
         store: Store = "git",
     ) -> None:
         with _workspace(repo, data_dir, store) as ws:
-            snapshot = ws.snapshot()
+            snapshot = ws.desired()
             problems = snapshot.broken.get(name)
             if problems:
                 raise _fail("\n".join(str(p) for p in problems))
@@ -330,7 +330,7 @@ def retry(
 ) -> None:
     """Clear a blocked failure so the next reconcile retries at once."""
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         try:
             after = reset_attempts(ws.store_for(snapshot), name)
         except (LookupError, ValueError, LostRace) as e:
@@ -354,7 +354,7 @@ def unlock(
             f"--lock-id must be a UUID like the one `reconcile show {name}` prints", EXIT_USAGE
         ) from e
     with _workspace(repo, data_dir, store) as ws:
-        snapshot = ws.snapshot()
+        snapshot = ws.desired()
         try:
             after = ws.store_for(snapshot).unlock(name, uid)
         except (LockIdMismatch, LostRace, CorruptStateError) as e:

@@ -10,14 +10,15 @@ from typing import Literal
 
 import pygit2
 
-from reconciler.desired.loader import ParseCache, default_revision, load_snapshot
+from reconciler.desired.loader import ParseCache, default_revision, head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.reconcile import Engine
 from reconciler.steps import LocalStepRunner, StepRunner
-from reconciler.store import StateStore
+from reconciler.store import StateStore, StoreError
 from reconciler.store.file import FileStore
 from reconciler.store.git import GitStore
+from reconciler.store.remote import RemoteCredentials, RemoteStore
 
 StoreKind = Literal["git", "file"]
 
@@ -45,6 +46,44 @@ class Workspace:
             raise WorkspaceError(
                 f"{self.repo_path}: cannot read desired state at '{rev or 'HEAD'}': {e}"
             ) from e
+
+    def desired(self) -> DesiredSnapshot:
+        """Desired state as the commands that act see it: with ``remote`` set, the remote's.
+
+        With ``remote`` in reconciler.yaml (and the git store), the remote is fetched,
+        desired state is read from ``refs/remotes/<remote>/<branch>``, the state branch is
+        synced with the remote's, and every transition is pushed before it counts (a
+        rejected push is a lost compare-and-swap), as the daemon does (SPEC 2.4, 4.3).
+        """
+        snapshot = self.snapshot()
+        remote = snapshot.config.remote
+        if remote is None or self.store_kind != "git":
+            return snapshot
+        if remote not in list(self.repo.remotes.names()):
+            raise WorkspaceError(
+                f"reconciler.yaml names the remote '{remote}', which {self.repo_path} does not have "
+                "(see `git remote -v`)"
+            )
+        try:
+            self.repo.remotes[remote].fetch(callbacks=RemoteCredentials())
+        except pygit2.GitError as e:
+            raise WorkspaceError(f"cannot fetch from '{remote}': {e}") from e
+        branch = snapshot.config.branch or head_branch(self.repo)
+        tracking = f"refs/remotes/{remote}/{branch}" if branch else None
+        if tracking is not None and tracking in self.repo.references:
+            snapshot = self.snapshot(tracking)
+        local = self.store_for(snapshot)
+        if isinstance(local, RemoteStore):
+            store = local
+        else:
+            assert isinstance(local, GitStore)
+            store = RemoteStore(local, self.repo_path, remote)
+        try:
+            store.sync()
+        except StoreError as e:
+            raise WorkspaceError(f"cannot sync the state branch with '{remote}': {e}") from e
+        self._store, self._store_ref = store, snapshot.config.state_ref
+        return snapshot
 
     def store_for(self, snapshot: DesiredSnapshot) -> StateStore:
         cfg = snapshot.config

@@ -1,0 +1,67 @@
+"""``remote:`` in reconciler.yaml: apply on two clones of one bare repository shares the state branch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.engine.conftest import counting_phases, env_file
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def apply(clone: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", "--repo", str(clone), "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_two_clones_sharing_a_remote_run_each_phase_once(tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    first = tmp_path / "first"
+    git(tmp_path, "clone", "-q", str(origin), str(first))
+    log = tmp_path / "effects.log"
+    (first / "environments").mkdir()
+    (first / "reconciler.yaml").write_text("apiVersion: reconciler/v1\nkind: Config\nremote: origin\n")
+    (first / "environments" / "web.yaml").write_text(env_file("web", phases=counting_phases(log)))
+    git(first, "add", "-A")
+    git(first, "commit", "-q", "-m", "web")
+    git(first, "push", "-q", "origin", "main")
+    second = tmp_path / "second"
+    git(tmp_path, "clone", "-q", str(origin), str(second))
+
+    done = apply(first, tmp_path / "data-first")
+    assert done.returncode == 0, done.stderr
+    # Every transition reached the remote's state branch.
+    subjects = git(origin, "log", "--format=%s", "reconciler/state").splitlines()
+    assert subjects[0] == "web: starting -> running"
+    assert len(subjects) == 9
+
+    again = apply(second, tmp_path / "data-second")
+    assert again.returncode == 0, again.stderr
+    assert log.read_text().splitlines() == ["provision web", "configure web", "release web", "run web"]
+
+    # A change pushed from the second clone is acted on by an apply there, and shared back.
+    (second / "environments" / "web.yaml").write_text(
+        env_file("web", phases=counting_phases(log, {"release": "echo v2"}))
+    )
+    git(second, "commit", "-q", "-am", "release v2")
+    git(second, "push", "-q", "origin", "main")
+    assert apply(second, tmp_path / "data-second").returncode == 0
+    assert log.read_text().splitlines()[4:] == ["release web", "run web"]
+    status = subprocess.run(
+        [sys.executable, "-m", "reconciler", "status", "--format", "json", "--repo", str(first)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(status.stdout)[0]["verdict"] == "yes"
