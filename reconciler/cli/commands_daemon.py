@@ -89,6 +89,7 @@ def daemon_command(
     try:
         code = daemon.run(on_started=started)
     except OSError as e:
-        typer.echo(f"error: {e}", err=True)
+        where = f" (--listen {settings.listen[0]}:{settings.listen[1]})" if settings.listen else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
         raise typer.Exit(EXIT_FAILURE) from e
     raise typer.Exit(code)

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputFormat
-from reconciler.domain import Phase, can_start
+from reconciler.domain import ALL_STATES, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
 from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
@@ -218,6 +218,9 @@ def show(
             raise _fail(f"unknown environment '{name}'")
         env = observed.env
         hint = next_step(env, name in snapshot.names)
+        if name in snapshot.broken:
+            first = snapshot.broken[name][0]
+            hint = f"its file is invalid and is left alone until fixed: {first}; fix it and commit"
         if fmt is OutputFormat.JSON:
             _print_json({"state": json.loads(env.to_json()), "nextStep": hint})
             return
@@ -302,7 +305,10 @@ def _phase_command(phase: Phase) -> None:
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
                 if not can_start(observed.env.state, phase):
-                    raise _fail(f"cannot {phase} '{name}' from state '{observed.env.state_name}'")
+                    raise _fail(
+                        f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "
+                        f"from {', '.join(s.name for s in ALL_STATES if can_start(s, phase))}"
+                    )
                 with _interruptible(engine):
                     failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)
             except (LostRace, InvalidTransition) as e:

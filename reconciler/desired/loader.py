@@ -221,7 +221,13 @@ def resolve_revision(repo: pygit2.Repository, rev: str) -> str:
         obj = repo.revparse_single(rev)
         commit = obj.peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
-        raise RevisionError(f"{rev!r} does not name a commit in {repo.path}") from e
+        hint = ""
+        if repo.head_is_unborn:
+            hint = (
+                "; nothing is committed yet: only committed files are reconciled "
+                "(commit them, or use `validate --worktree` / `plan --worktree`)"
+            )
+        raise RevisionError(f"{rev!r} does not name a commit in {repo.path}{hint}") from e
     return str(commit.id)
 
 

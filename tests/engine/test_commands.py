@@ -171,3 +171,34 @@ def test_problems_on_stderr_stay_one_line_each(gitops: GitOpsRepo) -> None:
     line = next(line for line in out.stderr.splitlines() if line.startswith("environments/"))
     assert line.startswith(f"environments/{long_name}.yaml:1:1: ")
     assert "`metadata`" in line
+
+
+def test_guidance_names_what_to_do(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(log))})
+    gitops.reconcile("apply", check=True)
+
+    refused = gitops.reconcile("run", "web")
+    assert refused.returncode == 1
+    assert "cannot run 'web' from state 'provisioned': run may start from released, running, run_failed" in (
+        refused.stderr
+    )
+
+    gitops.commit({"environments/web.yaml": "apiVersion: reconciler/v1\nkind: Environment\n"})
+    shown = gitops.reconcile("show", "web", check=True).stdout
+    assert "next step: its file is invalid and is left alone until fixed: environments/web.yaml:" in shown
+
+
+def test_before_the_first_commit_validate_says_what_to_do(tmp_path: Path) -> None:
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "nothing is committed yet" in out.stderr
+    assert "--worktree" in out.stderr
