@@ -160,6 +160,8 @@ class _Analysis:
     environment_attrs: frozenset[str] = frozenset()
     vars_used: frozenset[str] = frozenset()
     vars_whole: bool = False
+    #: Attribute names the sandbox refuses (``__class__``, ``_private``): an escape attempt or a typo.
+    unsafe: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=4096)
@@ -171,7 +173,23 @@ def _analyse(text: str) -> _Analysis:
     env_attrs, _ = _var_refs(ast, "environment")
     used, whole = _var_refs(ast, "vars")
     unknown = tuple(sorted(find_undeclared_variables(ast) - TEMPLATE_NAMES))
-    return _Analysis(None, unknown, frozenset(env_attrs), frozenset(used), whole)
+    return _Analysis(None, unknown, frozenset(env_attrs), frozenset(used), whole, _unsafe_names(ast))
+
+
+def _unsafe_names(ast: nodes.Template) -> tuple[str, ...]:
+    """Names read as ``.x``, ``["x"]`` or ``|attr("x")`` that start with ``_`` (refused when rendered)."""
+    found: set[str] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            names = [node.attr]
+        elif isinstance(node, nodes.Getitem):
+            names = [node.arg.value] if isinstance(node.arg, nodes.Const) else []
+        elif isinstance(node, nodes.Filter) and node.name == "attr":
+            names = [a.value for a in node.args if isinstance(a, nodes.Const)]
+        else:
+            names = []
+        found.update(n for n in names if isinstance(n, str) and n.startswith("_"))
+    return tuple(sorted(found))
 
 
 def _templates(step: Step) -> list[tuple[Loc, _Analysis]]:
@@ -206,6 +224,14 @@ def issues_of(
                     loc,
                     f"{where}: the template uses {', '.join(found.unknown)}; only environment.name, "
                     "vars.NAME and outputs.NAME are available",
+                )
+            )
+        if found.unsafe:
+            issues.append(
+                (
+                    loc,
+                    f"{where}: the template reads {', '.join(found.unsafe)}, which the sandbox refuses; "
+                    "only environment.name, vars.NAME and outputs.NAME are available",
                 )
             )
         if found.environment_attrs - {"name"}:

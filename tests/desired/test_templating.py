@@ -107,3 +107,22 @@ def test_static_checks_report_syntax_unknown_names_and_undeclared_vars() -> None
         in template_problems(step({"http": {"url": "{{ vars.port }}"}}), declared_vars={"http_port"})[0]
     )
     assert template_problems(step({"http": {"url": "{{ vars.port }}"}}), declared_vars={"port"}) == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{ environment.name | attr("__class__") }}',
+        "{{ vars.__class__ }}",
+        '{{ outputs["__init__"] }}',
+    ],
+)
+def test_validate_names_a_sandbox_escape_before_anything_runs(template: str) -> None:
+    problems = template_problems(step({"http": {"url": template}}))
+    assert len(problems) == 1
+    assert problems[0].startswith("`http.url`: the template reads __")
+    assert "which the sandbox refuses" in problems[0]
+
+
+def test_ordinary_templates_are_not_taken_for_escapes() -> None:
+    assert template_problems(step({"http": {"url": "http://{{ outputs.ip }}:{{ vars['port'] }}/"}})) == []
