@@ -234,6 +234,15 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def process_markers(ctx: StepContext) -> dict[str, str]:
+    """Variables every step process carries (tofu and ansible too), so that processes a dead
+    reconciler left behind can be found by environment, data dir and the phase's lock id."""
+    markers = {"RECONCILE_ENVIRONMENT": ctx.environment, "RECONCILE_DATA_DIR": str(ctx.data_dir)}
+    if ctx.lock_id is not None:
+        markers["RECONCILE_LOCK_ID"] = ctx.lock_id
+    return markers
+
+
 def run_process(
     command: Command,
     ctx: StepContext,
@@ -275,7 +284,7 @@ def run_process(
             proc = subprocess.Popen(
                 command.argv,
                 cwd=command.cwd,
-                env=command.environ(os.environ),
+                env={**command.environ(os.environ), **process_markers(ctx)},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT if echo else subprocess.PIPE,

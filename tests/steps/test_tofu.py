@@ -191,3 +191,20 @@ def test_a_missing_binary_is_a_configuration_error(make_ctx: ContextFactory, mod
     outcome = runner.run(step({"tofu": {"module": "infra/vm", "binary": "no-such-tofu"}}), make_ctx())
     assert outcome.error_kind is ErrorKind.CONFIGURATION
     assert "no-such-tofu" in outcome.summary
+
+
+def test_every_step_process_carries_the_markers_that_find_its_orphans(
+    make_ctx: ContextFactory, module: Path, tmp_path: Path
+) -> None:
+    """Not only shell steps: a tofu process left by a killed reconciler must be findable too."""
+    seen = tmp_path / "environ"
+    fake = tmp_path / "fake-tofu"
+    fake.write_text(f'#!/bin/sh\nenv >> {seen}\n[ "$1" = output ] && echo "{{}}"\nexit 0\n')
+    fake.chmod(0o755)
+    ctx = make_ctx(lock_id="5f0c3c1e-0000-4000-8000-000000000001")
+    outcome = LocalStepRunner().run(step({"tofu": {"module": "infra/vm", "binary": str(fake)}}), ctx)
+    assert outcome.ok, outcome.summary
+    lines = seen.read_text().splitlines()
+    assert "RECONCILE_LOCK_ID=5f0c3c1e-0000-4000-8000-000000000001" in lines
+    assert "RECONCILE_ENVIRONMENT=web" in lines
+    assert f"RECONCILE_DATA_DIR={ctx.data_dir}" in lines
