@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.engine.checkout import ensure_checkout
 from reconciler.engine.clock import Clock, SystemClock
-from reconciler.engine.trace import trace_path, write_trace
+from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.store import CorruptStateError, LostRace, Observed, StateStore
@@ -343,6 +344,7 @@ class Engine:
         started = time.monotonic()
         deadline = started + timeout
         outputs: dict[str, str] = dict(held.env.outputs)
+        phase_log = self._open_phase_log(name, phase, started_at)
         secrets: frozenset[str] = frozenset()
         outcome: StepOutcome | None = None
         kind: ErrorKind | None = None
@@ -377,7 +379,7 @@ class Engine:
                         outputs=dict(outputs),
                         secrets=secrets,
                         deadline=step_deadline,
-                        log=self._output_sink(name),
+                        log=self._output_sink(name, phase_log),
                         cancel=self.cancel,
                         phase=str(phase),
                         lock_id=str(lock.id),
@@ -395,6 +397,9 @@ class Engine:
         except OSError as e:
             kind, summary = ErrorKind.FILESYSTEM, f"{type(e).__name__}: {e}"
             chain = (str(e),)
+        finally:
+            if phase_log is not None:
+                phase_log.close()
 
         finished_at = self.clock.now()
         current = self.store.read(name)
@@ -548,11 +553,26 @@ class Engine:
             raise OSError("desired state read from a work tree cannot be applied; commit it first")
         return ensure_checkout(self.repo, snapshot.commit, self.data_dir)
 
-    def _output_sink(self, name: str) -> Callable[[str], None] | None:
-        sink = self.on_output
-        if sink is None:
+    def _open_phase_log(self, name: str, phase: Phase, started_at: datetime) -> PhaseLog | None:
+        path = phase_log_path(self.data_dir, name, str(phase), started_at.strftime("%Y%m%d-%H%M%S"))
+        try:
+            return PhaseLog(path)
+        except OSError as e:
+            logger.warning("cannot write the phase log", extra={"environment": name, "error": str(e)})
             return None
-        return lambda line: sink(name, line)
+
+    def _output_sink(self, name: str, phase_log: PhaseLog | None) -> Callable[[str], None] | None:
+        sink = self.on_output
+        if sink is None and phase_log is None:
+            return None
+
+        def both(line: str) -> None:
+            if phase_log is not None:
+                phase_log.write(line)
+            if sink is not None:
+                sink(name, line)
+
+        return both
 
     def _result(
         self,

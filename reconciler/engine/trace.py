@@ -52,3 +52,38 @@ def write_trace(
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+#: Phase logs kept per environment; older ones are removed when a new one starts.
+KEEP_PHASE_LOGS = 50
+
+
+class PhaseLog:
+    """Every output line of one phase run: ``<data>/<name>/logs/<time>-<phase>.log``.
+
+    Traces keep the tail of a failure; this keeps everything a phase printed,
+    failed or not (redacted, as every line a step reports is).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
+        _prune_logs(path.parent, keep=path)
+
+    def write(self, line: str) -> None:
+        self._file.write(line.rstrip("\n") + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def phase_log_path(data_dir: Path, name: str, phase: str, stamp: str) -> Path:
+    return data_dir / name / "logs" / f"{stamp}-{phase}.log"
+
+
+def _prune_logs(directory: Path, keep: Path) -> None:
+    logs = sorted(directory.glob("*.log"), key=lambda p: p.name, reverse=True)
+    for old in logs[KEEP_PHASE_LOGS:]:
+        if old != keep:
+            old.unlink(missing_ok=True)

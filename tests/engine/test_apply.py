@@ -286,3 +286,12 @@ def test_trace_path_is_relative_to_where_the_reconciler_runs(gitops: GitOpsRepo)
     assert trace.startswith("data/web/traces/")
     assert trace.endswith("-provision.log")
     assert (gitops.path / trace).is_file()
+
+
+def test_every_phase_run_keeps_its_whole_output_in_a_log(gitops: GitOpsRepo) -> None:
+    phases = {"release": [{"shell": {"run": "for i in 1 2 3; do echo release line $i; done"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    gitops.reconcile("apply", check=True)
+    logs = sorted((gitops.data / "web" / "logs").glob("*-release.log"))
+    assert len(logs) == 1
+    assert logs[0].read_text().splitlines() == ["release line 1", "release line 2", "release line 3"]
