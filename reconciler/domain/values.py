@@ -75,8 +75,12 @@ class FailureContext(WireModel):
 class LockHolder(WireModel):
     host: str
     pid: int
-    process_started_at: float | None = None
-    """When the holder process started (epoch seconds), so a reused PID is not taken for it."""
+    process_started_at: AwareDatetime | None = None
+    """When the holder process started, so a reused PID is not taken for it."""
+
+    @field_serializer("process_started_at")
+    def _ts(self, value: datetime | None) -> str | None:
+        return None if value is None else format_timestamp(value)
 
 
 class Lock(WireModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from reconciler.domain import Lock, LockHolder
@@ -39,17 +39,17 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()
 
 
-def process_started_at(pid: int) -> float | None:
-    """When process ``pid`` started, in epoch seconds; ``None`` if unknown or gone."""
+def process_started_at(pid: int) -> datetime | None:
+    """When process ``pid`` started; ``None`` if unknown or gone."""
     fields = _stat_fields(pid)
     boot = _boot_time()
     if fields is None or boot is None or len(fields) < 20:
         return None
     # Field 22 of stat(5) ("starttime", clock ticks since boot) is index 19 after the name.
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC)
 
 
-def process_alive(pid: int, started_at: float | None = None) -> bool:
+def process_alive(pid: int, started_at: datetime | None = None) -> bool:
     """Whether ``pid`` runs (not a zombie) and, when given, started at ``started_at``."""
     if pid <= 0:
         return False
@@ -64,7 +64,7 @@ def process_alive(pid: int, started_at: float | None = None) -> bool:
         return False
     if started_at is not None:
         actual = process_started_at(pid)
-        if actual is not None and abs(actual - started_at) > _START_TIME_TOLERANCE_SECONDS:
+        if actual is not None and abs((actual - started_at).total_seconds()) > _START_TIME_TOLERANCE_SECONDS:
             return False
     return True
 

@@ -28,7 +28,9 @@ def failure(phase: str | Phase, summary: str = "tofu apply exited 1") -> Failure
 
 def lock() -> Lock:
     return Lock(
-        holder=LockHolder(host="ci-1", pid=4242, process_started_at=1.5),
+        holder=LockHolder(
+            host="ci-1", pid=4242, process_started_at=datetime(2026, 11, 28, 9, 0, 0, 500000, tzinfo=UTC)
+        ),
         acquired_at=T0,
         expires_at=T0 + timedelta(minutes=31),
     )

@@ -92,7 +92,7 @@ def test_the_lock_in_the_spec_shape() -> None:
     assert doc["state"] == "provisioning"
     assert doc["lock"] == {
         "id": str(held.id),
-        "holder": {"host": "ci-1", "pid": 4242, "processStartedAt": 1.5},
+        "holder": {"host": "ci-1", "pid": 4242, "processStartedAt": "2026-11-28T09:00:00.500000Z"},
         "acquiredAt": "2026-11-28T10:15:00Z",
         "expiresAt": "2026-11-28T10:46:00Z",
     }
@@ -159,7 +159,7 @@ locks = model(
         LockHolder,
         host=words,
         pid=st.integers(min_value=1, max_value=2**22),
-        process_started_at=st.none() | durations,
+        process_started_at=st.none() | times,
     ),
     acquired_at=times,
     expires_at=times,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -149,7 +149,9 @@ def test_corrupt_state_is_reported_and_never_overwritten(kit: StoreKit) -> None:
 
 
 def test_recovery_ends_a_dead_holders_phase_as_interrupted(kit: StoreKit) -> None:
-    dead = LockHolder(host=socket.gethostname(), pid=999_999, process_started_at=1.0)
+    dead = LockHolder(
+        host=socket.gethostname(), pid=999_999, process_started_at=datetime(2001, 1, 1, tzinfo=UTC)
+    )
     lock = Lock(holder=dead, acquired_at=T0, expires_at=T0 + timedelta(hours=1))
     _start(kit, _create(kit, "web"), lock=lock)
     alive = _start(kit, _create(kit, "db"))  # held by this very process
