@@ -89,6 +89,19 @@ class GitOpsRepo:
             )
         return out
 
+    def command(self, *args: str) -> list[str]:
+        """The argv of ``reconcile ARGS`` on this repository, for tests that start it in the background."""
+        return [
+            sys.executable,
+            "-m",
+            "reconciler",
+            *args,
+            "--repo",
+            str(self.path),
+            "--data-dir",
+            str(self.data),
+        ]
+
     def transitions(self, name: str | None = None) -> list[str]:
         """Subjects of the state branch, oldest first, via the git CLI (none before the branch exists)."""
         if STATE_REF not in pygit2.Repository(str(self.path)).references:

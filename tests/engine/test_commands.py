@@ -54,16 +54,7 @@ def test_show_prints_state_failure_trace_and_next_step(gitops: GitOpsRepo) -> No
 def test_unlock_needs_the_right_lock_id(gitops: GitOpsRepo, tmp_path: Path) -> None:
     phases = {"provision": [{"shell": {"run": "sleep 60"}}]}
     gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
-    cmd = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        "apply",
-        "--repo",
-        str(gitops.path),
-        "--data-dir",
-        str(gitops.data),
-    ]
+    cmd = gitops.command("apply")
     holder = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -134,16 +125,7 @@ def test_a_stopped_apply_interrupts_its_phase_and_leaves_nothing_running(
     pidfile = tmp_path / "step.pid"
     phases = {"provision": [{"shell": {"run": f"echo $$ > {pidfile}; sleep 60"}}]}
     gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
-    cmd = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        "apply",
-        "--repo",
-        str(gitops.path),
-        "--data-dir",
-        str(gitops.data),
-    ]
+    cmd = gitops.command("apply")
     apply = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not pidfile.exists() and time.monotonic() < deadline:
