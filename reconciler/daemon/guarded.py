@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
-from reconciler.daemon.orphans import kill_orphaned_steps
 from reconciler.domain import AnyEnvironment, ErrorKind, FailureContext
 from reconciler.domain.states import IN_PROGRESS
+from reconciler.engine.orphans import kill_orphaned_steps
 from reconciler.store import CorruptState, LostRace, Observed, StateStore, TransitionRecord, this_holder
 from reconciler.store.recovery import force_unlock
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.engine.checkout import ensure_checkout
 from reconciler.engine.clock import Clock, SystemClock
+from reconciler.engine.orphans import kill_orphaned_steps
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
@@ -270,6 +272,11 @@ class Engine:
         if action.kind is ActionKind.RECOVER:
             assert observed is not None
             before = observed.env.state_name
+            lock = observed.env.lock
+            if lock is not None and lock.holder.host == socket.gethostname():
+                # The dead holder's step processes live on in their own sessions: stop them
+                # first, or the retry would run beside them.
+                kill_orphaned_steps(self.data_dir, name, str(lock.id))
             if recover_stale(self.store, now, names=[name]):
                 after = self.store.read(name)
                 to_state = after.env.state_name if after else "?"

@@ -13,9 +13,9 @@ import pytest
 
 from reconciler.daemon.durations import parse_duration
 from reconciler.daemon.metrics import Counter, Histogram, Registry
-from reconciler.daemon.orphans import kill_orphaned_steps, orphaned_groups
 from reconciler.daemon.webhook import signature_for, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
+from reconciler.engine.orphans import kill_orphaned_steps, orphaned_groups
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -184,3 +184,32 @@ def test_before_the_first_commit_validate_says_what_to_do(tmp_path: Path) -> Non
     assert out.returncode == 1
     assert "nothing is committed yet" in out.stderr
     assert "--worktree" in out.stderr
+
+
+def test_after_a_killed_apply_the_next_one_stops_the_leftover_step_first(
+    gitops: GitOpsRepo, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    run = f'echo "start $$" >> {log}; sleep 3; echo "end $$" >> {log}'
+    gitops.commit({"environments/web.yaml": env_file("web", phases={"provision": [{"shell": {"run": run}}]})})
+    first = subprocess.Popen(gitops.command("apply"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()  # SIGKILL: no chance to clean up; its step lives on in its own session
+    first.wait()
+    leftover = int(log.read_text().split()[1])
+
+    gitops.reconcile("apply", check=True)
+
+    lines = log.read_text().splitlines()
+    second = int(lines[-1].split()[1])
+    assert lines == [f"start {leftover}", f"start {second}", f"end {second}"]  # never ran side by side
+    assert (
+        not Path(f"/proc/{leftover}").exists() or Path(f"/proc/{leftover}/stat").read_text().split()[2] == "Z"
+    )
+    subjects = gitops.transitions()
+    assert subjects.index("web: provisioning -> provision_failed") < subjects.index(
+        "web: provision_failed -> provisioning"
+    )
+    assert gitops.state("web")["state"] == "running"

@@ -1,5 +1,8 @@
 """Step processes left running by a reconciler that died (SIGKILL, OOM, power cut of the process).
 
+Used by the engine before it recovers a stale lock held on this host, so
+`reconcile apply` and the daemon alike never retry a phase beside its leftovers.
+
 A step runs in its own session so a timeout can kill its whole group; the
 flip side is that it survives its reconciler. Before a stale lock is
 recovered and the phase retried, its orphans are killed, or the retry would
