@@ -450,6 +450,8 @@ class Daemon:
 
     def _note_check(self, name: str, result: ReconcileResult) -> None:
         """Count the check, and back off an environment whose check re-applying does not cure."""
+        if not result.checked:
+            return  # nothing to check (destroyed, or no check steps)
         if result.outcome is Outcome.FAILED and result.failure is None:
             self.metrics.checks.inc("failing")
             with self._state_lock:

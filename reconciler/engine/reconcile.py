@@ -113,6 +113,8 @@ class ReconcileResult:
     state: str | None
     transitions: tuple[tuple[str, str], ...] = ()
     failure: FailureContext | None = None
+    #: ``check`` only: whether check steps ran (not for a destroyed environment or one without any).
+    checked: bool = False
 
     @property
     def ok(self) -> bool:
@@ -480,11 +482,11 @@ class Engine:
                 name, _FROM_VERDICT.get(plan.verdict, Outcome.WAITING), plan.reason, [], observed
             )
         target = desired.desired_state
-        if str(target) in ("created", "destroyed"):
+        if str(target) in ("created", "destroyed") or not desired.steps("check"):
             return self._result(name, Outcome.CONVERGED, "nothing to check", [], observed)
         failing = self._failing_check(snapshot, desired, observed)
         if failing is None:
-            return self._result(name, Outcome.CONVERGED, "checks passed", [], observed)
+            return replace(self._result(name, Outcome.CONVERGED, "checks passed", [], observed), checked=True)
         step_reapply, summary = failing
         logger.warning(
             "check failed; re-applying",
@@ -497,7 +499,7 @@ class Engine:
             assert current is not None
             failure = self.run_phase(snapshot, desired, current, phase, attempt=1, transitions=transitions)
             if failure is not None:
-                return self._result(
+                return self._checked(
                     name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
                 )
         after = self.store.read(name)
@@ -506,16 +508,19 @@ class Engine:
             if still is not None:
                 # The re-apply succeeded but did not cure it: a failure for the caller to back off
                 # from (the state stays honest: every phase it ran succeeded).
-                return self._result(
+                return self._checked(
                     name,
                     Outcome.FAILED,
                     f"check still fails after re-applying from {step_reapply}: {still[1]}",
                     transitions,
                     after,
                 )
-        return self._result(
+        return self._checked(
             name, Outcome.CONVERGED, f"check failed ({summary}); re-applied", transitions, after
         )
+
+    def _checked(self, *args: Any, **kwargs: Any) -> ReconcileResult:
+        return replace(self._result(*args, **kwargs), checked=True)
 
     def _failing_check(
         self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import AnyEnvironment, ErrorKind
+from reconciler.domain import AnyEnvironment, ErrorKind, utcnow
 from reconciler.engine.reconcile import Engine
 from reconciler.store import CorruptState
+from reconciler.store.lock import stale_reason
 
 
 def environment_rows(
@@ -47,9 +50,10 @@ def environment_rows(
                 env = item.env
                 row["observed"] = env.state_name
                 if env.lock is not None:
-                    row["lock"] = (
-                        f"{env.lock.holder.host}:{env.lock.holder.pid} until {env.lock.expires_at:%H:%M:%S}"
-                    )
+                    holder = f"{env.lock.holder.host}:{env.lock.holder.pid}"
+                    why = stale_reason(env.lock, engine.clock.now())
+                    until = f"until {env.lock.expires_at:%H:%M:%S}"
+                    row["lock"] = f"{holder} {until}" if why is None else f"{holder} (stale: {why})"
                 if env.error_details is not None:
                     f = env.error_details
                     row["failure"] = f"{f.failed_step}: {f.error_summary} (attempt {f.attempt})"
@@ -67,13 +71,20 @@ _NEXT = {
 }
 
 
-def next_step(env: AnyEnvironment, declared: bool) -> str:
+def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) -> str:
     """The suggested next step for an environment in its current state."""
     name = env.name
     if env.is_in_progress:
         lock = env.lock
         who = f"{lock.holder.host}:{lock.holder.pid}" if lock else "an unknown holder"
         lock_id = lock.id if lock else "<id>"
+        why = stale_reason(lock, now or utcnow()) if lock is not None else None
+        if why is not None:
+            return (
+                f"the lock is stale ({why}): the next `reconcile apply {name}` (or the daemon) stops "
+                "anything its holder left running on this host, records the phase as interrupted "
+                "and retries it"
+            )
         return (
             f"a phase is running, held by {who}; wait for it. If that process is gone for sure, "
             f"`reconcile unlock {name} --lock-id {lock_id}` (docs/recovery.md)"

@@ -192,7 +192,8 @@ def render_text(report: PlanReport) -> str:
     if report.problems:
         lines += ["", "Problems:"]
         lines += [f"  {p}" for p in report.problems]
-    lines += ["", f"{len(report.environments)} environments: {_summary(report.counts())}"]
+    count = len(report.environments)
+    lines += ["", f"{count} environment{'' if count == 1 else 's'}: {_summary(report.counts())}"]
     return "\n".join(lines) + "\n"
 
 

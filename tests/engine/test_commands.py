@@ -213,3 +213,25 @@ def test_after_a_killed_apply_the_next_one_stops_the_leftover_step_first(
         "web: provision_failed -> provisioning"
     )
     assert gitops.state("web")["state"] == "running"
+
+
+def test_status_and_show_say_when_a_lock_is_stale(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    phases = {"provision": [{"shell": {"run": "sleep 30"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
+    first = subprocess.Popen(gitops.command("apply"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while gitops.transitions()[-1:] != ["web: created -> provisioning"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+
+    status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
+    assert "(stale: holder" in status[0]["lock"]
+    shown = gitops.reconcile("show", "web", check=True).stdout
+    assert "the lock is stale" in shown
+    assert "the next `reconcile apply web`" in shown
+
+    lock = gitops.state("web")["lock"]
+    assert isinstance(lock, dict)
+    unlocked = gitops.reconcile("unlock", "web", "--lock-id", str(lock["id"]), check=True)
+    assert "stopped 1 process group(s) the holder left running" in unlocked.stdout

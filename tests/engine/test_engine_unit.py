@@ -156,7 +156,9 @@ def test_a_failing_check_reapplies_from_its_phase_and_a_passing_one_writes_nothi
     assert engine.reconcile(snap, "web").outcome is Outcome.CONVERGED
     commits = len(store.history())
 
-    assert engine.check(snap, "web").outcome is Outcome.CONVERGED
+    passed = engine.check(snap, "web")
+    assert passed.outcome is Outcome.CONVERGED
+    assert passed.checked
     assert len(store.history()) == commits
 
     runner.script("web", "health", fails(1))
@@ -190,6 +192,17 @@ def test_a_check_still_failing_after_the_reapply_is_a_failure(gitops: GitOpsRepo
     observed = store.read("web")
     assert observed is not None
     assert observed.env.state_name == "running"
+
+
+def test_an_environment_without_checks_is_not_counted_as_checked(gitops: GitOpsRepo) -> None:
+    gitops.commit({"environments/web.yaml": env_file("web", phases=PHASES)})
+    engine, _ = make_engine(gitops, FakeStepRunner(), FakeClock())
+    snap = snapshot(gitops)
+    engine.reconcile(snap, "web")
+    result = engine.check(snap, "web")
+    assert result.outcome is Outcome.CONVERGED
+    assert not result.checked
+    assert result.reason == "nothing to check"
 
 
 def test_corrupt_state_is_reported_and_left_alone(gitops: GitOpsRepo) -> None:
