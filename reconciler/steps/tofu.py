@@ -90,7 +90,7 @@ def build_tofu_commands(step: TofuStep, ctx: StepContext, binary: str) -> TofuCo
         argv=(binary, step.action, "-input=false", "-auto-approve", "-no-color", f"-var-file={var_file}"),
         cwd=workdir,
         env=env,
-        files=(GeneratedFile(var_file, json.dumps(variables, indent=2, sort_keys=True) + "\n"),),
+        files=(_var_file(var_file, variables, ctx.secrets),),
     )
     output = None
     if step.action == "apply":
@@ -98,6 +98,13 @@ def build_tofu_commands(step: TofuStep, ctx: StepContext, binary: str) -> TofuCo
             label=f"{name} output", argv=(binary, "output", "-json", "-no-color"), cwd=workdir, env=env
         )
     return TofuCommands(workdir=workdir, init=init, action=action, output=output)
+
+
+def _var_file(path: Path, variables: dict[str, Any], secrets: frozenset[str]) -> GeneratedFile:
+    """The step's vars, kept after the run (for a manual ``tofu plan -var-file=...``) unless secret."""
+    content = json.dumps(variables, indent=2, sort_keys=True) + "\n"
+    holds_secret = any(secret and secret in content for secret in secrets)
+    return GeneratedFile(path, content, keep=not holds_secret)
 
 
 def sync_module(source: Path, workdir: Path, checkout: Path) -> None:

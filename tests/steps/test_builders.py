@@ -78,7 +78,9 @@ def test_tofu_commands_run_in_the_per_environment_working_directory(
         cwd=workdir,
         env=env,
         files=(
-            GeneratedFile(var_file, json.dumps({"name": "web", "size": 2}, indent=2, sort_keys=True) + "\n"),
+            GeneratedFile(
+                var_file, json.dumps({"name": "web", "size": 2}, indent=2, sort_keys=True) + "\n", keep=True
+            ),
         ),
     )
     assert commands.action.files[0].mode == 0o600

@@ -87,7 +87,8 @@ def test_state_persists_across_runs_and_destroy_removes(
     assert marker.read_text() == "created web\n"
     workdir = data_dir / "tofu" / "infra__vm"
     assert (workdir / "terraform.tfstate").is_file()
-    assert not (workdir / ".reconcile.tfvars.json").exists()
+    # Kept (no secret in it) so that a person can run `terraform plan -var-file=...` there.
+    assert (workdir / ".reconcile.tfvars.json").stat().st_mode & 0o777 == 0o600
     assert any("Apply complete! Resources: 1 added" in line for line in lines)
 
     second = runner.run(apply, make_ctx())
@@ -134,6 +135,8 @@ def test_non_sensitive_outputs_become_outputs_and_secrets_stay_hidden(
     assert dict(outcome.outputs) == {"name": "web", "ports": "[80,443]"}
     assert secret not in outcome.output_tail
     assert all(secret not in line for line in lines)
+    # A var file holding a secret is removed after the run.
+    assert not (tmp_path / "data" / "web" / "tofu" / "infra__vm" / ".reconcile.tfvars.json").exists()
 
 
 def test_a_failing_apply_names_the_binary_and_exit_code(make_ctx: ContextFactory, checkout: Path) -> None:
