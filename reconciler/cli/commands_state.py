@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +24,11 @@ from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputForm
 from reconciler.domain import ALL_STATES, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
-from reconciler.engine.orphans import kill_orphaned_steps
+from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
-from reconciler.store.lock import process_alive
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Local data: tofu state, traces, checkouts.")]
@@ -368,12 +366,8 @@ def unlock(
         try:
             current = st.read(name)
             lock = current.env.lock if current is not None else None
-            gone = lock is not None and not process_alive(lock.holder.pid, lock.holder.process_started_at)
-            if lock is not None and lock.id == uid and lock.holder.host == socket.gethostname() and gone:
-                # Its dead holder's steps may live on in their own sessions: stop them, or the
-                # retry would run beside them. (A holder on another host cannot be reached; a live
-                # one finds its lock gone and records nothing.)
-                stopped = kill_orphaned_steps(ws.data_dir, name, str(uid))
+            if lock is not None and lock.id == uid:
+                stopped = stop_leftovers(ws.data_dir, name, lock)
                 if stopped:
                     print(f"stopped {stopped} process group(s) the holder left running")
             after = st.unlock(name, uid)

@@ -32,13 +32,12 @@ from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
 from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import utcnow
 from reconciler.engine.apply import targets
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
 from reconciler.planner import Verdict
 from reconciler.steps import LocalStepRunner, StepRunner
-from reconciler.store import CorruptState, StateStore, StoreError, recover_stale
+from reconciler.store import CorruptState, StateStore, StoreError
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteCredentials, RemoteStore
 
@@ -373,11 +372,11 @@ class Daemon:
         return max(0.05, self.settings.interval + jitter)
 
     def _recover(self) -> None:
-        store = self._store
-        if store is None:
+        current = self._current()
+        if current is None:
             return
         try:
-            recovered = recover_stale(store, utcnow())
+            recovered = current[1].recover_stale_locks()
         except StoreError as e:
             logger.error("stale lock recovery failed", extra={"error": str(e)})
             return

@@ -18,8 +18,7 @@ from uuid import UUID
 
 from reconciler.domain import AnyEnvironment, ErrorKind, FailureContext
 from reconciler.domain.states import IN_PROGRESS
-from reconciler.engine.orphans import kill_orphaned_steps
-from reconciler.store import CorruptState, LostRace, Observed, StateStore, TransitionRecord, this_holder
+from reconciler.store import CorruptState, LostRace, Observed, StateStore, TransitionRecord
 from reconciler.store.recovery import force_unlock
 
 IN_PROGRESS_STATES = frozenset(state.name for state in IN_PROGRESS.values())
@@ -40,8 +39,6 @@ class GuardedStore:
         self._on_phase = on_phase
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
-        holder = this_holder()
-        self._me = (holder.host, holder.pid)
 
     def read(self, name: str) -> Observed | None:
         return self.inner.read(name)
@@ -73,8 +70,6 @@ class GuardedStore:
         if self.draining.is_set() and not leaving:
             raise Stopping(f"{name}: the daemon is stopping; nothing new starts")
         failure = after.error_details
-        if leaving and failure is not None and failure.error_kind is ErrorKind.INTERRUPTED:
-            self._reap_if_foreign(name)
         result = self.inner.apply(
             name, expected_version, after, from_state=from_state, desired_commit=desired_commit, detail=detail
         )
@@ -96,12 +91,3 @@ class GuardedStore:
             if self._on_phase is not None:
                 self._on_phase(_PHASE_OF[from_state], outcome, duration)
         return result
-
-    def _reap_if_foreign(self, name: str) -> None:
-        current = self.inner.read(name)
-        lock = None if current is None else current.env.lock
-        if lock is None:
-            return
-        if (lock.holder.host, lock.holder.pid) == self._me:
-            return  # our own phase, stopped by us: its processes are already handled
-        kill_orphaned_steps(self.data_dir, name, str(lock.id))

@@ -19,8 +19,12 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
+
+from reconciler.domain import Lock
+from reconciler.store.lock import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +106,16 @@ def kill_orphaned_steps(data_dir: Path, name: str, lock_id: str, grace: float = 
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
     return len(groups)
+
+
+def stop_leftovers(data_dir: Path, name: str, lock: Lock) -> int:
+    """Stop what the holder of ``lock`` left running, if that holder was on this host and is gone.
+
+    The one rule every recovery path uses (the engine's stale-lock recovery, the
+    daemon's, ``reconcile unlock``): a live holder finds its lock gone and records
+    nothing, and a holder on another host cannot be reached from here.
+    """
+    holder = lock.holder
+    if holder.host != socket.gethostname() or process_alive(holder.pid, holder.process_started_at):
+        return 0
+    return kill_orphaned_steps(data_dir, name, str(lock.id))

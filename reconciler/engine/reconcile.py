@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -38,7 +37,7 @@ from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.engine.checkout import ensure_checkout
 from reconciler.engine.clock import Clock, SystemClock
-from reconciler.engine.orphans import kill_orphaned_steps
+from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
@@ -201,6 +200,21 @@ class Engine:
         )
         return plan_environment(name, env, desired, ctx)
 
+    def recover_stale_locks(self, names: Iterable[str] | None = None) -> list[str]:
+        """End every stale in-progress state as ``interrupted``, after stopping its holder's leftovers.
+
+        A step runs in its own session and outlives a killed reconciler: without
+        stopping it first, the retry would run beside it.
+        """
+        now = self.clock.now()
+        for name, item in self.store.read_all().items():
+            if names is not None and name not in names:
+                continue
+            lock = item.env.lock if isinstance(item, Observed) else None
+            if lock is not None and is_stale(lock, now):
+                stop_leftovers(self.data_dir, name, lock)
+        return recover_stale(self.store, now, names=names)
+
     def last_definition(self, env: AnyEnvironment) -> ResolvedEnvironment | None:
         """``env`` as declared at the desired commit it was last applied from (its file may be gone)."""
         commit = env.desired_commit
@@ -274,12 +288,7 @@ class Engine:
         if action.kind is ActionKind.RECOVER:
             assert observed is not None
             before = observed.env.state_name
-            lock = observed.env.lock
-            if lock is not None and lock.holder.host == socket.gethostname():
-                # The dead holder's step processes live on in their own sessions: stop them
-                # first, or the retry would run beside them.
-                kill_orphaned_steps(self.data_dir, name, str(lock.id))
-            if recover_stale(self.store, now, names=[name]):
+            if self.recover_stale_locks([name]):
                 after = self.store.read(name)
                 to_state = after.env.state_name if after else "?"
                 transitions.append((before, to_state))
