@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import pygit2
 
@@ -35,6 +34,7 @@ from reconciler.domain import (
 )
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
+from reconciler.domain.states import SUCCEEDED
 from reconciler.engine.checkout import ensure_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
@@ -70,12 +70,8 @@ class Outcome(StrEnum):
     CORRUPT = "corrupt"
 
 
-_PHASE_OF_STATE: Mapping[str, str] = {
-    "provisioned": "provision",
-    "configured": "configure",
-    "released": "release",
-    "running": "run",
-}
+#: The forward phase whose success state a desired state names (``running`` -> run).
+_PHASE_OF_STATE: Mapping[str, Phase] = {SUCCEEDED[p].name: p for p in FORWARD_PHASES}
 
 _FROM_VERDICT: Mapping[Verdict, Outcome] = {
     Verdict.CONVERGED: Outcome.CONVERGED,
@@ -495,21 +491,27 @@ class Engine:
             return self._result(name, Outcome.CONVERGED, "nothing to check", [], observed)
         failing = self._failing_check(snapshot, desired, observed)
         if failing is None:
-            return replace(self._result(name, Outcome.CONVERGED, "checks passed", [], observed), checked=True)
+            return self._result(name, Outcome.CONVERGED, "checks passed", [], observed, checked=True)
         step_reapply, summary = failing
         logger.warning(
             "check failed; re-applying",
             extra={"environment": name, "reapply": step_reapply, "summary": summary},
         )
         order = list(FORWARD_PHASES)
-        last = order.index(Phase(_PHASE_OF_STATE[str(target)]))
+        last = order.index(_PHASE_OF_STATE[str(target)])
         for phase in order[order.index(Phase(step_reapply)) : last + 1]:
             current = self.store.read(name)
             assert current is not None
             failure = self.run_phase(snapshot, desired, current, phase, attempt=1, transitions=transitions)
             if failure is not None:
-                return self._checked(
-                    name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
+                return self._result(
+                    name,
+                    Outcome.FAILED,
+                    failure.error_summary,
+                    transitions,
+                    self.store.read(name),
+                    failure,
+                    checked=True,
                 )
         after = self.store.read(name)
         if after is not None:
@@ -517,19 +519,17 @@ class Engine:
             if still is not None:
                 # The re-apply succeeded but did not cure it: a failure for the caller to back off
                 # from (the state stays honest: every phase it ran succeeded).
-                return self._checked(
+                return self._result(
                     name,
                     Outcome.FAILED,
                     f"check still fails after re-applying from {step_reapply}: {still[1]}",
                     transitions,
                     after,
+                    checked=True,
                 )
-        return self._checked(
-            name, Outcome.CONVERGED, f"check failed ({summary}); re-applied", transitions, after
+        return self._result(
+            name, Outcome.CONVERGED, f"check failed ({summary}); re-applied", transitions, after, checked=True
         )
-
-    def _checked(self, *args: Any, **kwargs: Any) -> ReconcileResult:
-        return replace(self._result(*args, **kwargs), checked=True)
 
     def _failing_check(
         self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed
@@ -603,6 +603,8 @@ class Engine:
         transitions: list[tuple[str, str]],
         observed: Observed | None = None,
         failure: FailureContext | None = None,
+        *,
+        checked: bool = False,
     ) -> ReconcileResult:
         return ReconcileResult(
             name=name,
@@ -611,6 +613,7 @@ class Engine:
             state=observed.env.state_name if observed else None,
             transitions=tuple(transitions),
             failure=failure,
+            checked=checked,
         )
 
 
@@ -625,7 +628,7 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def reset_attempts(store: StateStore, name: str, *, now: Any = None) -> Observed:
+def reset_attempts(store: StateStore, name: str, *, now: datetime | None = None) -> Observed:
     """``reconcile retry``: keep the failed state, set its attempt count to 0, as one commit.
 
     The planner retries a failure whose attempt is 0 at once, whatever the backoff.
