@@ -21,7 +21,7 @@ from rich.table import Table
 
 from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputFormat
-from reconciler.domain import ALL_STATES, Phase, can_start
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
 from reconciler.engine.orphans import stop_leftovers
@@ -29,6 +29,7 @@ from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
+from reconciler.store.lock import holder_label
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Local data: tofu state, traces, checkouts.")]
@@ -95,8 +96,19 @@ def apply(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Environments in parallel.")] = 4,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
+    lock_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--lock-timeout",
+            metavar="DURATION",
+            help="How long to wait for another live reconciler's lock on an environment before "
+            "reporting it, e.g. 500ms, 30s, 2m (default 0s: do not wait).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
+    wait_seconds = _lock_timeout(lock_timeout)
     with _workspace(repo, data_dir, store) as ws:
         snapshot = ws.desired()
         engine = ws.engine(snapshot)
@@ -113,18 +125,43 @@ def apply(
                 else:
                     print(line, flush=True)
 
+        def waiting(name: str, lock: Lock, seconds: float) -> None:
+            holder = holder_label(lock.holder)
+            err.print(f"{name}: locked by {holder}; waiting up to {seconds:.1f}s for it", markup=False)
+
         engine.on_transition = progress
         try:
             with _interruptible(engine):
                 if live:
                     with console.status("reconciling…"):
-                        results = apply_environments(engine, snapshot, names, workers=workers)
+                        results = apply_environments(
+                            engine,
+                            snapshot,
+                            names,
+                            workers=workers,
+                            lock_timeout=wait_seconds,
+                            on_wait=waiting,
+                        )
                 else:
-                    results = apply_environments(engine, snapshot, names, workers=workers)
+                    results = apply_environments(
+                        engine, snapshot, names, workers=workers, lock_timeout=wait_seconds, on_wait=waiting
+                    )
         except UnknownEnvironment as e:
             raise _fail(str(e)) from e
         _report(results, fmt, snapshot.commit)
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
+
+
+def _lock_timeout(value: str | None) -> float:
+    """``--lock-timeout`` in seconds; a bad value is a usage error saying what would be accepted."""
+    if value is None:
+        return 0.0
+    from reconciler.daemon.durations import parse_duration  # the daemon's syntax; imported only when given
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--lock-timeout'") from e
 
 
 def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | None) -> None:

@@ -3,14 +3,20 @@
 Used by the engine before it recovers a stale lock held on this host, so
 `reconcile apply` and the daemon alike never retry a phase beside its leftovers.
 
-A step runs in its own session so a timeout can kill its whole group; the
-flip side is that it survives its reconciler. Before a stale lock is
-recovered and the phase retried, its orphans are killed, or the retry would
-run the phase twice at once. They are found by the ``RECONCILE_*``
-variables every shell step carries, ``RECONCILE_LOCK_ID`` naming the lock of
-the interrupted phase (so a service an earlier, completed phase started is
-never touched), and only if their parent is not this process. Linux only
-(``/proc``); elsewhere nothing is found.
+A step runs in its own session so a timeout can kill its whole group, under a
+supervisor that stops the group as soon as its reconciler dies
+(``reconciler.steps.supervise``). This is the second belt, for when the
+supervisor itself was killed too (``kill -9`` of the whole tree, the OOM
+killer): before a stale lock is recovered and the phase retried, its orphans
+are killed, or the retry would run the phase twice at once. They are found by
+the ``RECONCILE_ENVIRONMENT`` and ``RECONCILE_LOCK_ID`` variables every step
+process (its supervisor included) carries, the lock id (a uuid4) naming the
+lock of the interrupted phase, so a service an earlier, completed phase
+started is never touched. The data dir is not part of the match: a second
+reconciler on this host, with its own clone and data dir, stops the first
+one's leftovers too. A group whose leader is this process's own child is a
+step of ours still running and is never touched. Linux only (``/proc``);
+elsewhere nothing is found.
 """
 
 from __future__ import annotations
@@ -54,10 +60,9 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[2])
 
 
-def orphaned_groups(data_dir: Path, name: str, lock_id: str) -> set[int]:
-    """Process groups running ``name``'s steps under ``data_dir`` for lock ``lock_id``, not started by us."""
+def orphaned_groups(name: str, lock_id: str) -> set[int]:
+    """Process groups running ``name``'s steps for lock ``lock_id``, whatever their data dir, not ours."""
     me = os.getpid()
-    wanted = str((data_dir / name).absolute())
     groups: set[int] = set()
     proc = Path("/proc")
     if not proc.is_dir():
@@ -69,12 +74,7 @@ def orphaned_groups(data_dir: Path, name: str, lock_id: str) -> set[int]:
         if pid == me:
             continue
         env = _environ(pid)
-        if (
-            not env
-            or env.get("RECONCILE_ENVIRONMENT") != name
-            or env.get("RECONCILE_DATA_DIR") != wanted
-            or env.get("RECONCILE_LOCK_ID") != lock_id
-        ):
+        if not env or env.get("RECONCILE_ENVIRONMENT") != name or env.get("RECONCILE_LOCK_ID") != lock_id:
             continue
         stat = _stat(pid)
         if stat is None:
@@ -88,9 +88,9 @@ def orphaned_groups(data_dir: Path, name: str, lock_id: str) -> set[int]:
     return groups
 
 
-def kill_orphaned_steps(data_dir: Path, name: str, lock_id: str, grace: float = 2.0) -> int:
+def kill_orphaned_steps(name: str, lock_id: str, grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL, every orphaned step group of ``name``'s lock; return how many there were."""
-    groups = orphaned_groups(data_dir, name, lock_id)
+    groups = orphaned_groups(name, lock_id)
     for pgid in groups:
         logger.warning(
             "killing a step left running by a dead reconciler", extra={"environment": name, "pgid": pgid}
@@ -99,7 +99,7 @@ def kill_orphaned_steps(data_dir: Path, name: str, lock_id: str, grace: float = 
             os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while groups and time.monotonic() < deadline:
-        if not orphaned_groups(data_dir, name, lock_id):
+        if not orphaned_groups(name, lock_id):
             return len(groups)
         time.sleep(0.05)
     for pgid in groups:
@@ -113,9 +113,12 @@ def stop_leftovers(data_dir: Path, name: str, lock: Lock) -> int:
 
     The one rule every recovery path uses (the engine's stale-lock recovery, the
     daemon's, ``reconcile unlock``): a live holder finds its lock gone and records
-    nothing, and a holder on another host cannot be reached from here.
+    nothing, and a holder on another host cannot be reached from here (its
+    supervisors stop its steps by the lock's expiry). ``data_dir`` is not used to
+    find them: leftovers are found by lock id whatever data dir they ran under.
     """
+    del data_dir  # kept so the callers need not change; see above
     holder = lock.holder
     if holder.host != socket.gethostname() or process_alive(holder.pid, holder.process_started_at):
         return 0
-    return kill_orphaned_steps(data_dir, name, str(lock.id))
+    return kill_orphaned_steps(name, str(lock.id))

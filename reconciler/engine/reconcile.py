@@ -30,6 +30,7 @@ from reconciler.domain import (
     Environment,
     ErrorKind,
     FailureContext,
+    Lock,
     Phase,
 )
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
@@ -110,6 +111,8 @@ class ReconcileResult:
     failure: FailureContext | None = None
     #: ``check`` only: whether check steps ran (not for a destroyed environment or one without any).
     checked: bool = False
+    #: ``waiting`` only: the live lock of another reconciler that keeps this environment from moving.
+    locked_by: Lock | None = None
 
     @property
     def ok(self) -> bool:
@@ -150,7 +153,8 @@ class Engine:
                 return self._result(name, Outcome.CORRUPT, str(e), transitions)
             plan = self.plan(snapshot, name, observed)
             if plan.verdict is not Verdict.CHANGES:
-                return self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
+                result = self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
+                return replace(result, locked_by=self._live_lock(plan, observed))
             try:
                 failure = self._act(snapshot, plan, observed, transitions)
             except DefinitionMissing as e:
@@ -195,6 +199,13 @@ class Engine:
             protected_before=before is not None and before.spec.protected,
         )
         return plan_environment(name, env, desired, ctx)
+
+    def _live_lock(self, plan: EnvironmentPlan, observed: Observed | None) -> Lock | None:
+        """The lock a ``waiting`` plan waits for, when it is a live one (a stale one is recovered)."""
+        if plan.verdict is not Verdict.WAITING or observed is None or not observed.env.is_in_progress:
+            return None
+        lock = observed.env.lock
+        return lock if lock is not None and not is_stale(lock, self.clock.now()) else None
 
     def recover_stale_locks(self, names: Iterable[str] | None = None) -> list[str]:
         """End every stale in-progress state as ``interrupted``, after stopping its holder's leftovers.
@@ -397,6 +408,7 @@ class Engine:
                         cancel=self.cancel,
                         phase=str(phase),
                         lock_id=str(lock.id),
+                        lock_expires_at=lock.expires_at,
                     ),
                 )
                 if not outcome.ok:

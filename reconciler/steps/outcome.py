@@ -44,6 +44,9 @@ class StepContext:
     #: The id of the lock the phase holds; shell steps get it as ``RECONCILE_LOCK_ID`` so that
     #: processes an interrupted phase left behind can be told apart from earlier phases' services.
     lock_id: str | None = None
+    #: That lock's ``expiresAt`` (wall clock, as other reconcilers read it): a command still running
+    #: ``TERM_GRACE_SECONDS`` before it is stopped by its supervisor, even if this process is stuck.
+    lock_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ def exited_summary(command: str, exit_code: int) -> str:
 
 def timed_out_summary(command: str, seconds: float) -> str:
     return f"{command} timed out after {seconds:.1f}s"
+
+
+def lock_expired_summary(command: str, seconds: float) -> str:
+    return f"{command} reached its lock's expiry after {seconds:.1f}s and was stopped"
 
 
 def interrupted_summary(command: str) -> str:

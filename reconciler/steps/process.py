@@ -1,12 +1,18 @@
 """The one executor every command-running step goes through.
 
-A command runs in its own session (so its own process group): a timeout or a
-cancellation kills the whole group, children included, SIGTERM first and
-SIGKILL after a short grace. Output is read in this thread with a selector,
-redacted line by line, streamed to ``ctx.log`` and kept as a bounded tail;
-nothing is buffered without bound. When the command exits normally, whatever
-it left running in the background (a service started by a ``run`` phase) is
-left alone: only a timeout or a cancellation kills the group.
+A command runs under a small supervisor (``supervise.py``) that leads the
+step's own session, so supervisor, command and children are one process
+group: a timeout or a cancellation kills the whole group, children included,
+SIGTERM first and SIGKILL after a short grace. The supervisor also kills the
+group on its own when this process dies (it holds the read end of a lifeline
+pipe whose only write end is ours) and when the wall clock reaches the
+phase's lock expiry minus that grace, so a step never outlives its reconciler
+nor its lock. Output is read in this thread with a selector, redacted line by
+line, streamed to ``ctx.log`` and kept as a bounded tail; nothing is buffered
+without bound. When the command exits normally, whatever it left running in
+the background (a service started by a ``run`` phase) is left alone: only a
+timeout, a cancellation, the reconciler's death or the lock's expiry kill the
+group.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -25,7 +32,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from reconciler.domain.values import ErrorKind, utcnow
-from reconciler.steps.outcome import StepContext, exited_summary, interrupted_summary, timed_out_summary
+from reconciler.steps.outcome import (
+    StepContext,
+    exited_summary,
+    interrupted_summary,
+    lock_expired_summary,
+    timed_out_summary,
+)
 from reconciler.steps.redact import REDACTED, secret_fragments
 
 #: Seconds between SIGTERM and SIGKILL of a step's process group.
@@ -41,6 +54,8 @@ MAX_LINE_BYTES = 64 * 1024
 #: Bound of the silently captured stdout of a non-echoed command (``tofu output -json``).
 MAX_CAPTURE_BYTES = 32 * 1024 * 1024
 _POLL_SECONDS = 0.05
+#: The supervisor every command runs under; run with ``-I -S``, it imports only a few builtin modules.
+SUPERVISOR = Path(__file__).with_name("supervise.py")
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class Command:
 class ProcessStatus(StrEnum):
     EXITED = "exited"
     TIMEOUT = "timeout"
+    #: The supervisor stopped it: the wall clock reached the lock's expiry (minus the kill grace).
+    LOCK_EXPIRED = "lock_expired"
     INTERRUPTED = "interrupted"
     NOT_STARTED = "not_started"
 
@@ -235,8 +252,8 @@ def _group_alive(pgid: int) -> bool:
 
 
 def process_markers(ctx: StepContext) -> dict[str, str]:
-    """Variables every step process carries (tofu and ansible too), so that processes a dead
-    reconciler left behind can be found by environment, data dir and the phase's lock id."""
+    """Variables every step process carries (its supervisor, tofu and ansible too), so that processes
+    a dead reconciler left behind can be found by environment and the phase's lock id."""
     markers = {"RECONCILE_ENVIRONMENT": ctx.environment, "RECONCILE_DATA_DIR": str(ctx.data_dir)}
     if ctx.lock_id is not None:
         markers["RECONCILE_LOCK_ID"] = ctx.lock_id
@@ -278,35 +295,97 @@ def run_process(
         return result(ProcessStatus.INTERRUPTED, None)
     if time.monotonic() >= ctx.deadline:
         return result(ProcessStatus.TIMEOUT, None)
+    lock_deadline = supervisor_deadline(ctx, grace)
+    if lock_deadline is not None and time.time() >= lock_deadline:
+        return result(ProcessStatus.LOCK_EXPIRED, None)
 
     with generated_files(command.files):
+        # The lifeline: the supervisor reads, we never write; our end is not inherited by any other
+        # child (os.pipe is close-on-exec, Popen closes all but pass_fds), so EOF means we are gone.
+        lifeline_r, lifeline_w = os.pipe()
+        status_r, status_w = os.pipe()
         try:
-            proc = subprocess.Popen(
-                command.argv,
-                cwd=command.cwd,
-                env={**command.environ(os.environ), **process_markers(ctx)},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT if echo else subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return result(ProcessStatus.NOT_STARTED, None, error=f"{command.argv[0]}: {exc.strerror or exc}")
-        status = ProcessStatus.EXITED
-        captured = bytearray()
-        finished = False
-        try:
-            status = _pump(proc, ctx, sink, captured, echo=echo, grace=grace)
-            finished = True
+            try:
+                proc = subprocess.Popen(
+                    supervised_argv(command.argv, lifeline_r, status_w, lock_deadline, grace),
+                    cwd=command.cwd,
+                    env={**command.environ(os.environ), **process_markers(ctx)},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT if echo else subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=(lifeline_r, status_w),
+                )
+            except OSError as exc:
+                return result(
+                    ProcessStatus.NOT_STARTED, None, error=f"{command.argv[0]}: {exc.strerror or exc}"
+                )
+            finally:
+                os.close(lifeline_r)
+                os.close(status_w)
+            status = ProcessStatus.EXITED
+            captured = bytearray()
+            finished = False
+            try:
+                status = _pump(proc, ctx, sink, captured, echo=echo, grace=grace)
+                finished = True
+            finally:
+                if not finished:
+                    kill_process_group(proc, grace)
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+                proc.wait()
+            reported = _read_status(status_r)
         finally:
-            if not finished:
-                kill_process_group(proc, grace)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-            proc.wait()
+            os.close(lifeline_w)
+            os.close(status_r)
         sink.close()
+        if "error" in reported:
+            errno = int(reported["error"] or 0)
+            return result(ProcessStatus.NOT_STARTED, None, error=f"{command.argv[0]}: {os.strerror(errno)}")
+        if status is ProcessStatus.EXITED and "expired" in reported:
+            status = ProcessStatus.LOCK_EXPIRED
         return result(status, proc.returncode, captured=bytes(captured))
+
+
+def supervisor_deadline(ctx: StepContext, grace: float = TERM_GRACE_SECONDS) -> float | None:
+    """When (``time.time()``) the supervisor stops the step: the lock's expiry minus the kill grace."""
+    if ctx.lock_expires_at is None:
+        return None
+    return ctx.lock_expires_at.timestamp() - grace
+
+
+def supervised_argv(
+    argv: tuple[str, ...], lifeline: int, status: int, deadline: float | None, grace: float
+) -> list[str]:
+    """``argv`` run under the supervisor: an interpreter started with ``-I -S`` (no site, no user paths)."""
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        str(SUPERVISOR),
+        str(lifeline),
+        str(status),
+        "-" if deadline is None else repr(deadline),
+        repr(grace),
+        "--",
+        *argv,
+    ]
+
+
+def _read_status(fd: int) -> dict[str, str]:
+    """What the exited supervisor reported: ``started PID``, ``error ERRNO``, ``expired``, as a dict."""
+    os.set_blocking(fd, False)
+    raw = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            raw.extend(chunk)
+    reported: dict[str, str] = {}
+    for line in raw.decode(errors="replace").splitlines():
+        word, _, value = line.partition(" ")
+        reported[word] = value
+    return reported
 
 
 def _pump(
@@ -361,7 +440,9 @@ def _pump(
             status = ProcessStatus.TIMEOUT
             kill_process_group(proc, grace)
         else:
-            time.sleep(_POLL_SECONDS)
+            # Returns as soon as it exits: its pipes often close a moment before it can be reaped.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=_POLL_SECONDS)
     return status
 
 
@@ -369,6 +450,8 @@ def failure_of(result: ProcessResult, label: str) -> tuple[ErrorKind, str] | Non
     """The error kind and summary of a command that did not succeed, ``None`` when it did."""
     if result.status is ProcessStatus.TIMEOUT:
         return ErrorKind.TIMEOUT, timed_out_summary(label, result.elapsed_seconds)
+    if result.status is ProcessStatus.LOCK_EXPIRED:
+        return ErrorKind.TIMEOUT, lock_expired_summary(label, result.elapsed_seconds)
     if result.status is ProcessStatus.INTERRUPTED:
         return ErrorKind.INTERRUPTED, interrupted_summary(label)
     if result.status is ProcessStatus.NOT_STARTED:

@@ -10,6 +10,7 @@ from reconciler.store.errors import (
     LockIdMismatch,
     LockTimeout,
     LostRace,
+    PushRefused,
     StoreError,
 )
 from reconciler.store.file import FileLock, FileStore
@@ -39,6 +40,7 @@ __all__ = [
     "LostRace",
     "MemoryStore",
     "Observed",
+    "PushRefused",
     "RemembersFailures",
     "StateStore",
     "StoreError",

@@ -4,6 +4,7 @@
 
     StoreError                  base: anything the state store refuses or fails to do
     ├── LostRace                compare-and-swap lost: re-read and decide again (temporary)
+    ├── PushRefused             the remote refused a transition although nothing raced it (a hook, rights)
     ├── CorruptStateError       a state.json cannot be read; reported, never overwritten (permanent)
     ├── LockIdMismatch          unlock with a lock id that is not the environment's lock (usage)
     ├── InvalidLockFile         a file lock whose content is not a PID (permanent until removed)
@@ -27,6 +28,10 @@ class StoreError(Exception):
 
 class LostRace(StoreError):
     """Someone else changed this environment since it was read: re-read and decide again."""
+
+
+class PushRefused(StoreError):
+    """The remote refused a transition although its ref had not moved (a hook, rights): it did not happen."""
 
 
 class CorruptStateError(StoreError):

@@ -86,6 +86,7 @@ class GitStore:
         self.identity = identity
         self._writer_lock = Path(self._repo.path) / WRITER_LOCK_FILE
         self._mutex = threading.RLock()
+        self._held_fd: int | None = None
         self._cache_key = (os.path.realpath(self._repo.path), ref)
 
     # -- reading -------------------------------------------------------------------
@@ -188,11 +189,16 @@ class GitStore:
     def _writers_serialized(self) -> Iterator[int]:
         """One writer at a time on this host; the ref's own CAS still guards against any other."""
         with self._mutex:
+            if self._held_fd is not None:  # re-entered by the thread that holds it (the mutex is ours)
+                yield self._held_fd
+                return
             fd = os.open(self._writer_lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                self._held_fd = fd
                 yield fd
             finally:
+                self._held_fd = None
                 os.close(fd)  # closing releases the flock
 
     def _tree_with(self, base: pygit2.Tree | None, name: str, blob_id: pygit2.Oid) -> pygit2.Oid:
@@ -229,6 +235,84 @@ class GitStore:
             raise StoreError(f"cannot update {self.ref}: {e}") from e
         return True
 
+    def message_for(
+        self,
+        name: str,
+        after: AnyEnvironment,
+        *,
+        from_state: str,
+        desired_commit: str | None,
+        detail: str | None,
+    ) -> str:
+        """The commit message of ``name``'s transition from ``from_state`` to ``after`` (SPEC 4.1)."""
+        if after.name != name:
+            raise ValueError(f"cannot store environment '{after.name}' under the name '{name}'")
+        return TransitionMessage(
+            name=name,
+            from_state=from_state,
+            to_state=after.state_name,
+            desired_commit=desired_commit,
+            holder=holder_label(this_holder()),
+            detail=detail,
+        ).format()
+
+    def tip_id(self) -> pygit2.Oid | None:
+        tip = self._tip()
+        return None if tip is None else tip.id
+
+    def build_commit(
+        self,
+        base: pygit2.Oid | None,
+        name: str,
+        expected_version: str | None,
+        blob_id: pygit2.Oid,
+        message: str,
+    ) -> pygit2.Oid:
+        """Write (without moving any ref) a commit on ``base`` that sets ``name``'s state to ``blob_id``.
+
+        Raises ``LostRace`` when ``name``'s state at ``base`` is not ``expected_version``
+        and ``CorruptStateError`` when it cannot be read (it is never overwritten).
+        """
+        repo = self._repo
+        tip = None if base is None else repo.get(base)
+        if tip is not None and not isinstance(tip, pygit2.Commit):
+            raise StoreError(f"{self.ref} does not point at a commit")
+        current = None if tip is None else self._entry(tip.tree, name)
+        if current is not None:
+            parsed = self._parse(name, current)
+            if isinstance(parsed, CorruptState):
+                raise CorruptStateError(parsed)
+        current_version = None if current is None else str(current.id)
+        if current_version != expected_version:
+            raise LostRace(
+                f"{name}: changed since it was read "
+                f"(expected version {expected_version}, found {current_version})"
+            )
+        tree_id = self._tree_with(None if tip is None else tip.tree, name, blob_id)
+        now = datetime.now(UTC)
+        signature = pygit2.Signature(*self.identity, int(now.timestamp()), 0)
+        parents: list[pygit2.Oid] = [] if tip is None else [tip.id]
+        return repo.create_commit(None, signature, signature, message, tree_id, parents)
+
+    def create_blob(self, data: bytes) -> pygit2.Oid:
+        return self._repo.create_blob(data)
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[int]:
+        """Hold this host's writer lock on the branch (re-entrant: ``apply`` inside it does not wait)."""
+        with self._writers_serialized() as fd:
+            yield fd
+
+    def force_tip(self, target: pygit2.Oid | None, log: str) -> None:
+        """Point the branch at ``target`` (or delete it), for a caller holding ``writer_lock``."""
+        references = self._repo.references
+        if target is None:
+            existing = references.get(self.ref)
+            if existing is not None:
+                existing.delete()
+            return
+        self._repo.create_reference_direct(self.ref, target, True, message=log)
+
     def apply(
         self,
         name: str,
@@ -239,39 +323,18 @@ class GitStore:
         desired_commit: str | None,
         detail: str | None = None,
     ) -> Observed:
-        if after.name != name:
-            raise ValueError(f"cannot store environment '{after.name}' under the name '{name}'")
-        message = TransitionMessage(
-            name=name,
-            from_state=from_state,
-            to_state=after.state_name,
-            desired_commit=desired_commit,
-            holder=holder_label(this_holder()),
-            detail=detail,
-        ).format()
+        message = self.message_for(
+            name, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+        )
         data = after.to_json().encode()
-        repo = self._repo
         try:
             with self._writers_serialized() as lock_fd:
-                blob_id = repo.create_blob(data)
+                blob_id = self._repo.create_blob(data)
                 for _ in range(MAX_REF_RETRIES):
                     tip = self._tip()
-                    current = None if tip is None else self._entry(tip.tree, name)
-                    if current is not None:
-                        parsed = self._parse(name, current)
-                        if isinstance(parsed, CorruptState):
-                            raise CorruptStateError(parsed)
-                    current_version = None if current is None else str(current.id)
-                    if current_version != expected_version:
-                        raise LostRace(
-                            f"{name}: changed since it was read "
-                            f"(expected version {expected_version}, found {current_version})"
-                        )
-                    tree_id = self._tree_with(None if tip is None else tip.tree, name, blob_id)
-                    now = datetime.now(UTC)
-                    signature = pygit2.Signature(*self.identity, int(now.timestamp()), 0)
-                    parents = [] if tip is None else [tip.id]
-                    commit_id = repo.create_commit(None, signature, signature, message, tree_id, parents)
+                    commit_id = self.build_commit(
+                        None if tip is None else tip.id, name, expected_version, blob_id, message
+                    )
                     # Objects reach the disk before the ref names them, the ref before we return.
                     self._sync(lock_fd)
                     if self._move_ref(tip, commit_id, f"reconcile: {message.splitlines()[0]}"):

@@ -1,13 +1,19 @@
-"""The state branch shared through a remote: commit locally, then push; a rejected push is a lost race.
+"""The state branch shared through a remote: a transition counts once the remote's ref holds it.
 
-Compare-and-swap is per environment. A push can be rejected because the
-remote's state branch moved for *another* environment (another reconciler
-committed meanwhile): then the local branch is reset to the remote's and, if
-this environment's state there is still the one the caller read, the same
-transition is committed again on top and pushed. If it is not, the caller
-lost: ``LostRace``, with the local branch already showing the winner's state,
-so the re-read decides from it. A transition is only returned once the remote
-holds it, so a step never runs on a lock the remote does not know about.
+Every transition is built on the tip last seen of the remote's state branch
+and pushed as a compare-and-swap of that ref (``store.push``: the ``git``
+CLI's ``--force-with-lease``, atomic on every transport). The local branch
+only ever moves to commits the remote has accepted, so it is a cache of the
+remote's and never claims a transition the remote does not hold.
+
+Compare-and-swap is per environment. When the remote's ref moved meanwhile,
+the local branch takes the remote's tip and, if this environment's state
+there is still the one the caller read, the same transition is rebuilt on top
+and pushed again; if it is not, the caller lost (``LostRace``) and re-reads.
+A push the remote refuses although nothing moved (a hook, permissions) is a
+``PushRefused``: the transition did not happen, so no step runs under it.
+A push with no verdict (a timeout, a dropped connection) is decided by a
+fetch: the remote holds the commit, or it does not.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 from uuid import UUID
 
 import pygit2
 
 from reconciler.domain import AnyEnvironment, FailureContext
-from reconciler.store.errors import LostRace, StoreError
-from reconciler.store.git import GitStore
+from reconciler.store.errors import LostRace, PushRefused, StoreError
+from reconciler.store.git import STATE_FILE, GitStore
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
+from reconciler.store.push import PushResult, PushStatus, push_ref
 from reconciler.store.recovery import force_unlock
 
 logger = logging.getLogger(__name__)
@@ -88,49 +96,50 @@ class RemoteStore:
         target = reference.resolve().target
         return target if isinstance(target, pygit2.Oid) else None
 
-    def _push(self) -> None:
-        self._remote().push([f"{self.ref}:{self.ref}"], callbacks=RemoteCredentials())
+    def _acknowledge(self, commit: pygit2.Oid) -> None:
+        """The remote holds ``commit``: the local branch and the tracking ref show it."""
+        self.local.force_tip(commit, "reconcile: acknowledged by the remote")
+        self._repo.references.create(self._tracking, commit, force=True)
 
-    def _local_tip(self) -> pygit2.Oid | None:
-        return self._target(self.ref)
-
-    def _set_local(self, target: pygit2.Oid | None) -> None:
-        if target is None:
-            reference = self._repo.references.get(self.ref)
-            if reference is not None:
-                reference.delete()
-            return
-        self._repo.references.create(self.ref, target, force=True)
+    def _publish(self, commit: pygit2.Oid, expected: pygit2.Oid | None) -> PushResult:
+        return push_ref(
+            self._repo.path,
+            self.remote_name,
+            str(commit),
+            self.ref,
+            None if expected is None else str(expected),
+        )
 
     def sync(self) -> None:
-        """Make the local state branch the remote's: fetch, fast-forward, or push what only we have.
+        """Make the local state branch the remote's.
 
-        A local commit the remote does not have and cannot fast-forward to was
-        never acknowledged (``apply`` had not returned), so it is dropped.
+        The local branch is ahead of the remote's only when it was written
+        before ``remote`` was set (or by an older version that committed before
+        pushing): then it is published, as a compare-and-swap like any other.
+        Anything else the remote does not have is dropped for the remote's.
         """
-        with self._mutex:
+        with self._mutex, self.local.writer_lock():
             remote_tip = self.fetch()
-            local_tip = self._local_tip()
+            local_tip = self.local.tip_id()
             if remote_tip == local_tip:
                 return
-            if remote_tip is None:
-                if local_tip is not None:
-                    self._try_push()
+            if local_tip is not None and (
+                remote_tip is None or self._repo.descendant_of(local_tip, remote_tip)
+            ):
+                result = self._publish(local_tip, remote_tip)
+                if result.accepted:
+                    self._acknowledge(local_tip)
+                else:
+                    logger.warning(
+                        "could not publish the local state branch",
+                        extra={"remote": self.remote_name, "error": result.reason},
+                    )
                 return
-            if local_tip is not None and self._repo.descendant_of(local_tip, remote_tip):
-                self._try_push()
+            if remote_tip is None:
                 return
             if local_tip is not None and not self._repo.descendant_of(remote_tip, local_tip):
                 logger.warning("local state branch diverged from the remote's; taking the remote's")
-            self._set_local(remote_tip)
-
-    def _try_push(self) -> None:
-        try:
-            self._push()
-        except pygit2.GitError as e:
-            logger.warning(
-                "could not push the state branch", extra={"remote": self.remote_name, "error": str(e)}
-            )
+            self.local.force_tip(remote_tip, "reconcile: the remote's state branch")
 
     # -- StateStore ----------------------------------------------------------------
 
@@ -159,36 +168,75 @@ class RemoteStore:
         desired_commit: str | None,
         detail: str | None = None,
     ) -> Observed:
-        with self._mutex:
-            for _ in range(MAX_PUSH_RETRIES):
-                base = self._local_tip()
-                result = self.local.apply(
-                    name,
-                    expected_version,
-                    after,
-                    from_state=from_state,
-                    desired_commit=desired_commit,
-                    detail=detail,
-                )
-                try:
-                    self._push()
-                    return result
-                except pygit2.GitError as e:
-                    push_error = e
-                # Not acknowledged: the local branch must not claim it.
-                self._set_local(base)
-                try:
-                    remote_tip = self.fetch()
-                except StoreError as e:
-                    raise StoreError(f"cannot push {self.ref} to '{self.remote_name}': {push_error}") from e
-                if remote_tip == base:
-                    raise StoreError(
-                        f"cannot push {self.ref} to '{self.remote_name}': {push_error}"
-                    ) from push_error
-                self._set_local(remote_tip)
-                now = self.local.read(name)
-                version = None if now is None else now.version
-                if version != expected_version:
-                    raise LostRace(f"{name}: another reconciler moved it first on '{self.remote_name}'")
-                logger.debug("remote state branch moved for others; rebuilding", extra={"environment": name})
+        local = self.local
+        message = local.message_for(
+            name, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+        )
+        try:
+            with self._mutex, local.writer_lock():
+                blob_id = local.create_blob(after.to_json().encode())
+                transient = 0
+                for attempt in range(MAX_PUSH_RETRIES):
+                    base = local.tip_id()
+                    try:
+                        commit = local.build_commit(base, name, expected_version, blob_id, message)
+                    except LostRace as e:
+                        if attempt == 0:
+                            raise
+                        raise LostRace(
+                            f"{name}: another reconciler moved it first on '{self.remote_name}'"
+                        ) from e
+                    result = self._publish(commit, base)
+                    if result.accepted:
+                        self._acknowledge(commit)
+                        return Observed(env=after, version=str(blob_id))
+                    remote_tip = self._fetch_after(result)
+                    if remote_tip is not None and self._holds(remote_tip, commit):
+                        # The push went through although its verdict was lost.
+                        self._acknowledge(remote_tip)
+                        if self._version_at(remote_tip, name) != str(blob_id):
+                            raise LostRace(f"{name}: moved on '{self.remote_name}' since this transition")
+                        return Observed(env=after, version=str(blob_id))
+                    if remote_tip == base:
+                        # Nothing moved, so this was no race: the remote refused it, or never answered.
+                        if (
+                            result.status is PushStatus.REJECTED
+                            and _is_transient(result.reason)
+                            and transient < 3
+                        ):
+                            transient += 1
+                            time.sleep(0.05 * transient)
+                            continue
+                        raise PushRefused(
+                            f"'{self.remote_name}' did not take the transition '{message.splitlines()[0]}' "
+                            f"on {self.ref}: {result.reason}"
+                        )
+                    local.force_tip(remote_tip, "reconcile: the remote's state branch")
+                    logger.debug("remote state branch moved; rebuilding", extra={"environment": name})
+        except pygit2.GitError as e:
+            raise StoreError(f"cannot write {name}'s state for '{self.remote_name}': {e}") from e
         raise LostRace(f"{name}: {self.ref} on '{self.remote_name}' kept moving")
+
+    def _fetch_after(self, result: PushResult) -> pygit2.Oid | None:
+        try:
+            return self.fetch()
+        except StoreError as e:
+            raise StoreError(f"cannot push {self.ref} to '{self.remote_name}': {result.reason}") from e
+
+    def _holds(self, tip: pygit2.Oid, commit: pygit2.Oid) -> bool:
+        return tip == commit or self._repo.descendant_of(tip, commit)
+
+    def _version_at(self, tip: pygit2.Oid, name: str) -> str | None:
+        commit = self._repo.get(tip)
+        if not isinstance(commit, pygit2.Commit):
+            return None
+        try:
+            return str(commit.tree[f"{name}/{STATE_FILE}"].id)
+        except KeyError:
+            return None
+
+
+def _is_transient(reason: str) -> bool:
+    """A refusal that says another push held the ref's lock at that moment."""
+    text = reason.lower()
+    return "lock" in text or "failed to update ref" in text

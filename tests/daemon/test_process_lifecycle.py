@@ -43,7 +43,8 @@ def test_sigkill_mid_phase_then_restart_records_interrupted_retries_and_converge
 
     first.stop(signal.SIGKILL)
     orphan = int((tmp_path / "side-effects.log.web.pid").read_text())
-    assert process_alive(orphan), "the step outlives a SIGKILLed reconciler: the restart must deal with it"
+    # Its supervisor stops the step with the reconciler, without waiting for a restart.
+    wait_for("the step to stop with its reconciler", lambda: not process_alive(orphan), 10)
 
     daemons.start(server.bare, data_dir=data)
     wait_for("web running", state_is(server.bare, "web", "running"), 30)

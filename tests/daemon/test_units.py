@@ -172,10 +172,10 @@ def test_orphan_search_finds_only_the_interrupted_phases_processes(tmp_path: Pat
     service = detached("lock-of-an-earlier-run-phase")
     leftover = detached("lock-of-the-interrupted-phase")
     try:
-        groups = orphaned_groups(data, "web", "lock-of-the-interrupted-phase")
+        groups = orphaned_groups("web", "lock-of-the-interrupted-phase")
         assert os.getpgid(leftover) in groups
         assert os.getpgid(service) not in groups
-        assert kill_orphaned_steps(data, "web", "lock-of-the-interrupted-phase", grace=1.0) == 1
+        assert kill_orphaned_steps("web", "lock-of-the-interrupted-phase", grace=1.0) == 1
         os.kill(service, 0)  # still alive
     finally:
         for pid in (service, leftover):

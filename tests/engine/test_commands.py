@@ -183,18 +183,31 @@ def test_before_the_first_commit_validate_says_what_to_do(tmp_path: Path) -> Non
     assert "--worktree" in out.stderr
 
 
+def kill_with_its_supervisor(apply: subprocess.Popen[str] | subprocess.Popen[bytes], supervisor: int) -> None:
+    """SIGKILL a reconciler and its step's supervisor at once (the OOM killer, ``kill -9`` of both).
+
+    Its supervisor alone stops a step when only the reconciler dies; without it the step lives
+    on in its own session, and the next reconciler must find and stop it. Frozen first, so the
+    reconciler cannot see its supervisor die and record the step's end itself.
+    """
+    apply.send_signal(signal.SIGSTOP)
+    os.kill(supervisor, signal.SIGKILL)
+    apply.kill()
+    apply.wait()
+
+
 def test_after_a_killed_apply_the_next_one_stops_the_leftover_step_first(
     gitops: GitOpsRepo, tmp_path: Path
 ) -> None:
     log = tmp_path / "runs.log"
-    run = f'echo "start $$" >> {log}; sleep 3; echo "end $$" >> {log}'
+    supervisor = tmp_path / "supervisor.pid"
+    run = f'echo $PPID > {supervisor}; echo "start $$" >> {log}; sleep 3; echo "end $$" >> {log}'
     gitops.commit({"environments/web.yaml": env_file("web", phases={"provision": [{"shell": {"run": run}}]})})
     first = subprocess.Popen(gitops.command("apply"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    first.kill()  # SIGKILL: no chance to clean up; its step lives on in its own session
-    first.wait()
+    kill_with_its_supervisor(first, int(supervisor.read_text()))
     leftover = int(log.read_text().split()[1])
 
     gitops.reconcile("apply", check=True)
@@ -213,14 +226,14 @@ def test_after_a_killed_apply_the_next_one_stops_the_leftover_step_first(
 
 
 def test_status_and_show_say_when_a_lock_is_stale(gitops: GitOpsRepo, tmp_path: Path) -> None:
-    phases = {"provision": [{"shell": {"run": "sleep 30"}}]}
+    supervisor = tmp_path / "supervisor.pid"
+    phases = {"provision": [{"shell": {"run": f"echo $PPID > {supervisor}; sleep 30"}}]}
     gitops.commit({"environments/web.yaml": env_file("web", phases=phases)})
     first = subprocess.Popen(gitops.command("apply"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while gitops.transitions()[-1:] != ["web: created -> provisioning"] and time.monotonic() < deadline:
+    while not (supervisor.exists() and supervisor.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    first.kill()
-    first.wait()
+    kill_with_its_supervisor(first, int(supervisor.read_text()))
 
     status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
     assert "(stale: holder" in status[0]["lock"]

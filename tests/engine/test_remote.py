@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import git
 from tests.engine.conftest import counting_phases, env_file
+from tests.gitservers import REFUSE_STATE_BRANCH, TRANSPORTS, init_bare, install_hook, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,3 +66,32 @@ def test_two_clones_sharing_a_remote_run_each_phase_once(tmp_path: Path) -> None
         check=True,
     )
     assert json.loads(status.stdout)[0]["verdict"] == "yes"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_that_refuses_the_state_branch_makes_apply_report_it_and_run_nothing(
+    transport: str, tmp_path: Path
+) -> None:
+    """The issue's reproduction: a pre-receive hook refuses refs/heads/reconciler/state."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    origin = init_bare(root / "origin.git")
+    install_hook(origin, "pre-receive", REFUSE_STATE_BRANCH)
+    log = tmp_path / "effects.log"
+    with serving(transport, root) as server:
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "-q", server.url(origin), str(clone))
+        (clone / "environments").mkdir()
+        (clone / "reconciler.yaml").write_text("apiVersion: reconciler/v1\nkind: Config\nremote: origin\n")
+        (clone / "environments" / "web.yaml").write_text(env_file("web", phases=counting_phases(log)))
+        git(clone, "add", "-A")
+        git(clone, "commit", "-q", "-m", "web")
+        git(clone, "push", "-q", "origin", "HEAD:refs/heads/main")
+
+        done = apply(clone, tmp_path / "data")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pre-receive hook declined" in done.stdout + done.stderr
+    assert not log.exists(), "no step ran under a lock the remote never recorded"
+    assert git(origin, "for-each-ref", "refs/heads/reconciler") == ""
+    assert git(clone, "for-each-ref", "refs/heads/reconciler") == "", "nothing claimed locally either"
