@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, DataDirOption, RepoOption
+
+if TYPE_CHECKING:
+    from reconciler.daemon.shard import Shard
 
 __all__ = ["app"]
 
@@ -31,6 +34,17 @@ def _listen(value: str) -> tuple[str, int] | None:
             f"invalid address '{value}': expected HOST:PORT, e.g. 127.0.0.1:8080, or 'off'"
         )
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ':8080' means every interface, as usual
+
+
+def _shard(value: str | None) -> Shard | None:
+    from reconciler.daemon.shard import parse_shard
+
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 @app.command("daemon")
@@ -58,12 +72,23 @@ def daemon_command(
         bool,
         typer.Option("--watch/--no-watch", help="Watch the repository's refs (off: poll every --interval)."),
     ] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            callback=lambda value: None if _shard(value) is None else value,
+            help="Take only the environments whose name hashes to I of N (0-based; docs/scale-out.md). "
+            "Default: any environment.",
+        ),
+    ] = None,
 ) -> None:
     """Reconcile continuously: on every push, fetch, webhook and resync (SPEC section 6)."""
     from reconciler.daemon import Daemon, DaemonSettings
     from reconciler.engine.workspace import WorkspaceError
     from reconciler.store import StoreError
 
+    chosen = _shard(shard)
     settings = DaemonSettings(
         repo=repo,
         data_dir=data_dir,
@@ -73,6 +98,7 @@ def daemon_command(
         listen=_listen(listen),
         resync=_duration(resync),
         watch=watch,
+        shard=chosen,
     )
     try:
         daemon = Daemon(settings)
@@ -82,9 +108,9 @@ def daemon_command(
 
     def started() -> None:
         where = f"http://{settings.listen[0]}:{daemon.port}" if settings.listen and daemon.port else "no HTTP"
-        typer.echo(
-            f"reconcile daemon: watching {daemon.workspace.repo_path}; {where} (/healthz, /metrics)", err=True
-        )
+        taking = f"shard {chosen}" if chosen is not None else "any environment (no --shard)"
+        watching = daemon.workspace.repo_path
+        typer.echo(f"reconcile daemon: watching {watching}; {taking}; {where} (/healthz, /metrics)", err=True)
 
     try:
         code = daemon.run(on_started=started)

@@ -14,6 +14,7 @@ import typer
 
 from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FormatOption, OutputFormat, RepoOption
+from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     RevisionError,
     default_revision,
@@ -22,7 +23,7 @@ from reconciler.desired.loader import (
     misnamed_files,
 )
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
-from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.resolved import DesiredSnapshot, Problem
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
@@ -50,8 +51,12 @@ def validate(
     ] = False,
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
-    """Check every environment, blueprint and config file; print each problem as path:line:col: message."""
+    """Check every environment, blueprint and config file; print each problem as path:line:col: message.
+
+    Warnings (``path:line:col: warning: message``) do not change the exit code.
+    """
     snapshot: DesiredSnapshot
+    warnings: list[Problem]
     if worktree:
         if rev is not None:
             typer.echo("error: --rev and --worktree exclude each other", err=True)
@@ -60,7 +65,9 @@ def validate(
             typer.echo(f"error: {repo} is not a directory", err=True)
             raise typer.Exit(EXIT_FAILURE)
         snapshot = load_worktree(repo)
-        problems = list(snapshot.problems) + misnamed_files(WorkTreeSource(repo, None))
+        source = WorkTreeSource(repo, None)
+        problems = list(snapshot.problems) + misnamed_files(source)
+        warnings = backend_warnings(source, snapshot)
     else:
         repository = _open_repo(repo)
         try:
@@ -70,25 +77,38 @@ def validate(
             raise typer.Exit(EXIT_FAILURE) from e
         commit = repository[snapshot.commit or ""]
         assert isinstance(commit, pygit2.Commit)
-        problems = list(snapshot.problems) + misnamed_files(GitTreeSource(repository, commit.tree))
+        tree_source = GitTreeSource(repository, commit.tree)
+        problems = list(snapshot.problems) + misnamed_files(tree_source)
+        warnings = backend_warnings(tree_source, snapshot)
     if output is OutputFormat.JSON:
         rows = [
-            {"path": p.path, "line": p.line, "col": p.col, "message": p.message, "environment": p.environment}
-            for p in problems
+            {
+                "path": p.path,
+                "line": p.line,
+                "col": p.col,
+                "message": p.message,
+                "environment": p.environment,
+                "severity": severity,
+            }
+            for severity, found in (("error", problems), ("warning", warnings))
+            for p in found
         ]
         typer.echo(json.dumps(rows, indent=2))
     else:
         for problem in problems:
             typer.echo(str(problem))
+        for warning in warnings:
+            typer.echo(f"{warning.path}:{warning.line}:{warning.col}: warning: {warning.message}")
         where = snapshot.commit[:12] if snapshot.commit else "the work tree"
+        warned = f"; {len(warnings)} warning(s)" if warnings else ""
         if problems:
             typer.echo(
                 f"{len(problems)} problem(s) at {where}; "
-                f"{len(snapshot.broken)} environment(s) will be left alone until fixed",
+                f"{len(snapshot.broken)} environment(s) will be left alone until fixed{warned}",
                 err=True,
             )
         else:
-            typer.echo(f"ok: {len(snapshot.environments)} environment(s) valid at {where}", err=True)
+            typer.echo(f"ok: {len(snapshot.environments)} environment(s) valid at {where}{warned}", err=True)
     raise typer.Exit(EXIT_FAILURE if problems else EXIT_OK)
 
 

@@ -7,6 +7,12 @@ the queue; the engine decides, and an unchanged environment is converged in
 microseconds. Per environment, a result that is not converged schedules the
 next look: the planner's ``retry_at`` when it has one, else a capped
 exponential delay.
+
+With ``--shard I/N`` the queue accepts only the environments of shard I
+(``shard.py``), so every trigger, resync and stale-lock recovery is limited
+to them. An environment that depends on one of another shard only reads its
+state: a move of the state branch wakes this daemon's environments related
+to the ones that changed (``_state_moved``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import pygit2
 from reconciler.daemon.guarded import GuardedStore, Stopping
 from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
+from reconciler.daemon.shard import EVERYTHING, Shard
 from reconciler.daemon.watch import RefWatch
 from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
@@ -62,6 +69,8 @@ class DaemonSettings:
     listen: tuple[str, int] | None = ("127.0.0.1", 8080)
     resync: float = 300.0
     watch: bool = True
+    #: ``--shard I/N``: take only the environments of shard I; ``None``: any environment.
+    shard: Shard | None = None
 
 
 class Daemon:
@@ -77,7 +86,8 @@ class Daemon:
         self._runner = runner or LocalStepRunner()
         self.workspace: Workspace = open_workspace(settings.repo, settings.data_dir)
         self._git_dir = Path(self.workspace.repo.path)
-        self._queue = WorkQueue()
+        self.shard: Shard = settings.shard or EVERYTHING
+        self._queue = WorkQueue(accept=self.shard.owns if self.shard.count > 1 else None)
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._wake = threading.Event()
@@ -97,7 +107,13 @@ class Daemon:
         self._watch: RefWatch | None = None
         self._http: HttpEndpoints | None = None
         self._ticker_beat = time.monotonic()
+        #: The state branch's tip last looked at by ``_state_moved``, read through a repository of its own.
+        self._state_seen: str | None = None
+        self._state_looked = False
+        self._state_seen_lock = threading.Lock()
+        self._state_repo: pygit2.Repository | None = None
         self.metrics = DaemonMetrics(environments=self._environment_counts, queue_depth=self._queue_depth)
+        self.metrics.shard.set(1.0, str(self.shard.index), str(self.shard.count))
 
     # -- public ----------------------------------------------------------------------
 
@@ -119,6 +135,7 @@ class Daemon:
         if self._remote is not None:
             self._sync_remote()  # now the state branch too, before stale locks are judged
         self._recover()
+        self._state_moved()  # notes where the state branch is; everything is queued already
         for i in range(max(1, self.settings.workers)):
             t = threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)
             t.start()
@@ -133,7 +150,12 @@ class Daemon:
             self._http.start()
         logger.info(
             "daemon started",
-            extra={"repo": str(self.workspace.repo_path), "listen": self.settings.listen, "port": self.port},
+            extra={
+                "repo": str(self.workspace.repo_path),
+                "listen": self.settings.listen,
+                "port": self.port,
+                "shard": str(self.shard) if self.settings.shard is not None else "any",
+            },
         )
 
     def request_stop(self) -> None:
@@ -243,6 +265,7 @@ class Daemon:
 
     def _on_ref_change(self) -> None:
         self.refresh("watch")
+        self._state_moved()
 
     def _install(self, snapshot: DesiredSnapshot) -> None:
         """Use ``snapshot``; build the engine the first time, or when the state branch or remote changes."""
@@ -293,11 +316,60 @@ class Daemon:
         except StoreError as e:
             logger.error("cannot read observed state", extra={"error": str(e)})
             names = sorted(snapshot.names)
+        names = [n for n in names if self._queue.accepts(n)]  # this daemon's shard
         if check:
             with self._state_lock:
                 self._checks_wanted.update(names)
         for name in names:
             self._queue.add(name)
+
+    def _owned(self, snapshot: DesiredSnapshot, engine: Engine) -> set[str] | None:
+        """The environments of this daemon's shard, declared or observed; ``None``: every one."""
+        if self.shard.count == 1:
+            return None
+        return {n for n in targets(engine, snapshot, None) if self.shard.owns(n)}
+
+    def _state_moved(self) -> None:
+        """When the state branch moved, queue this daemon's environments related to those that changed.
+
+        A dependency on another shard (or, without ``--shard``, one another
+        daemon converged) is seen only here: the dependent reads its state on
+        the state branch, and never acts on it.
+        """
+        current = self._current()
+        if current is None:
+            return
+        snapshot = current[0]
+        with self._state_seen_lock:
+            try:
+                if self._state_repo is None:
+                    self._state_repo = pygit2.Repository(str(self._git_dir))
+                repo = self._state_repo
+                reference = repo.references.get(snapshot.config.state_ref)
+                tip = None if reference is None else str(reference.resolve().target)
+                previous, self._state_seen = self._state_seen, tip
+                first, self._state_looked = not self._state_looked, True
+                if first or tip is None or tip == previous:
+                    return
+                new = repo[tip].peel(pygit2.Tree)
+                if previous is None:  # the branch was just created
+                    changed = {entry.name or "" for entry in new}
+                else:
+                    changed = {
+                        path.split("/", 1)[0]
+                        for delta in repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas
+                        for path in (delta.old_file.path, delta.new_file.path)
+                        if path
+                    }
+            except (KeyError, ValueError, pygit2.GitError) as e:
+                logger.debug("cannot compare state branch tips", extra={"error": str(e)})
+                return
+        relations = self._relations(snapshot)
+        woken: set[str] = set()
+        for name in changed:
+            woken.update(relations.get(name, ()))
+        for name in sorted(woken):
+            self._queue.add(name)  # refused unless it is of this daemon's shard
 
     # -- remote --------------------------------------------------------------------------
 
@@ -359,6 +431,7 @@ class Daemon:
                     next_fetch = now + self._fetch_delay()
                     self._sync_remote()
                     self.refresh(source)
+                    self._state_moved()
                 if now >= next_resync:
                     next_resync = now + self.settings.resync
                     self.metrics.triggers.inc("resync")
@@ -376,7 +449,7 @@ class Daemon:
         if current is None:
             return
         try:
-            recovered = current[1].recover_stale_locks()
+            recovered = current[1].recover_stale_locks(self._owned(*current))
         except StoreError as e:
             logger.error("stale lock recovery failed", extra={"error": str(e)})
             return
@@ -400,6 +473,8 @@ class Daemon:
         if current is None:
             return
         snapshot, engine = current
+        if not self._queue.accepts(name):
+            return  # another shard's: never acted on here
         with self._state_lock:
             check = name in self._checks_wanted and time.monotonic() >= self._check_not_before.get(name, 0.0)
             self._checks_wanted.discard(name)
@@ -473,6 +548,22 @@ class Daemon:
         self._failures[name] = n + 1
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**n) * random.uniform(0.8, 1.2)  # noqa: S311
         self._queue.add_at(name, time.monotonic() + delay)
+
+    def _relations(self, snapshot: DesiredSnapshot) -> Mapping[str, frozenset[str]]:
+        """``_related`` of every environment that has a relation, computed once per snapshot."""
+        cached = self._relations_of
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        related: dict[str, set[str]] = {}
+        for name, env in snapshot.environments.items():
+            for dep in env.depends_on:
+                related.setdefault(dep, set()).add(name)
+                related.setdefault(name, set()).add(dep)
+        index = {name: frozenset(others) for name, others in related.items()}
+        self._relations_of = (snapshot, index)
+        return index
+
+    _relations_of: tuple[DesiredSnapshot, Mapping[str, frozenset[str]]] | None = None
 
     @staticmethod
     def _related(snapshot: DesiredSnapshot, name: str) -> set[str]:

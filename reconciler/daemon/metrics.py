@@ -215,3 +215,10 @@ class DaemonMetrics:
         self.fetch_failures = r.register(
             Counter("reconcile_fetch_failures_total", "Fetches from the remote that failed.")
         )
+        self.shard = r.register(
+            Gauge(
+                "reconcile_shard_info",
+                "Always 1: this daemon's --shard (index 0 of count 1 without --shard: any environment).",
+                ["index", "count"],
+            )
+        )

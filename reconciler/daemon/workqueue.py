@@ -6,6 +6,9 @@ is never handed to two workers at once, and any number of ``add`` calls
 while it waits or runs collapse into one more turn. ``add_at`` schedules a
 name for later (backoff, a planner's ``retry_at``); the earliest time wins
 until the name is handed out.
+
+``accept`` (a daemon's ``--shard``) is the one gate every name passes on its
+way in: a name it refuses is never queued, whichever trigger offered it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import heapq
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(self, accept: Callable[[str], bool] | None = None) -> None:
+        self._accept = accept
         self._cond = threading.Condition()
         self._ready: deque[str] = deque()
         self._dirty: set[str] = set()
@@ -30,8 +35,12 @@ class WorkQueue:
         with self._cond:
             self._add_locked(name)
 
+    def accepts(self, name: str) -> bool:
+        """Whether ``name`` may be queued at all (``accept``, e.g. this daemon's shard)."""
+        return self._accept is None or self._accept(name)
+
     def _add_locked(self, name: str) -> None:
-        if self._closed or name in self._dirty:
+        if self._closed or name in self._dirty or not self.accepts(name):
             return
         self._dirty.add(name)
         self._due.pop(name, None)
@@ -42,7 +51,7 @@ class WorkQueue:
     def add_at(self, name: str, when: float) -> None:
         """Add ``name`` at monotonic time ``when`` (sooner if an earlier time or an ``add`` comes)."""
         with self._cond:
-            if self._closed:
+            if self._closed or not self.accepts(name):
                 return
             current = self._due.get(name)
             if current is not None and current <= when:

@@ -63,7 +63,10 @@ def chaos_env(name: str, log: Path, release: str, pause: float) -> str:
     for phase in PHASES:
         tag = f"{phase}-{release}" if phase == "release" else phase
         note = f'echo "{name} {tag} EVENT $(date +%s.%N) $$ $RECONCILE_LOCK_ID" >> "$RECONCILE_VAR_LOG"'
+        # Output to a file: once its reconciler is gone, a step's stdout and stderr are pipes
+        # nobody reads, and the shell's first write there (SIGPIPE) would end it before its trap.
         run = (
+            'exec >> "$RECONCILE_VAR_LOG.out" 2>&1; '
             f"trap '{note.replace('EVENT', 'killed')}; exit 143' TERM; "
             f"{note.replace('EVENT', 'start')}; sleep {pause} & wait $!; {note.replace('EVENT', 'end')}"
         )
