@@ -1,6 +1,7 @@
 """Daemons on clones of one served remote, killed with SIGKILL at random: what ran, what the remote says.
 
-Used by ``benchmarks/soak_exactly_once.py`` (the soak). Every phase body
+Used by ``tests/daemon/test_exactly_once.py`` (a bounded run per transport)
+and ``benchmarks/soak_exactly_once.py`` (the long soak). Every phase body
 appends ``<env> <phase> start|end|killed <time> <pid> <lock id>`` to one log,
 so each run can be matched with the lock the remote recorded for it.
 
