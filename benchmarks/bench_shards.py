@@ -50,6 +50,12 @@ def _run(count: int) -> tuple[int, float]:
             (author / "reconciler.yaml").write_text(
                 "apiVersion: reconciler/v1\nkind: Config\nbranch: main\nremote: origin\n"
             )
+            # The clones start from a branch that names the remote; the fleet comes with the timed push.
+            subprocess.run(["git", "-C", str(author), "add", "-A"], check=True)
+            subprocess.run(["git", "-C", str(author), "commit", "-q", "-m", "config"], check=True)
+            subprocess.run(
+                ["git", "-C", str(author), "push", "-q", "origin", "HEAD:refs/heads/main"], check=True
+            )
             for i in range(ENVS):
                 (author / "environments" / f"env{i:05d}.yaml").write_text(_env(f"env{i:05d}"))
             subprocess.run(["git", "-C", str(author), "add", "-A"], check=True)

@@ -25,11 +25,19 @@ def main() -> int:
     parser.add_argument("--envs", type=int, default=4)
     parser.add_argument("--transports", default="path,git,http")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--keep", type=Path, help="run under this directory and keep it (daemon logs, server)"
+    )
     args = parser.parse_args()
     bad = False
     for transport in args.transports.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            verdict = run_chaos(Path(tmp), transport, envs=args.envs, kills=args.kills, seed=args.seed)
+        if args.keep is not None:
+            where = args.keep / transport
+            where.mkdir(parents=True, exist_ok=False)
+            verdict = run_chaos(where, transport, envs=args.envs, kills=args.kills, seed=args.seed)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                verdict = run_chaos(Path(tmp), transport, envs=args.envs, kills=args.kills, seed=args.seed)
         print(verdict.details(), flush=True)
         bad = bad or not verdict.clean
     return 1 if bad else 0

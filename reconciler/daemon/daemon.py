@@ -98,6 +98,7 @@ class Daemon:
         self._store: GuardedStore | None = None
         self._remote: RemoteStore | None = None
         self._loaded_tip: str | None = None
+        self._said_no_desired = False  # "no desired state yet" is said once, not every poll
         self._failures: dict[str, int] = {}
         self._checks_wanted: set[str] = set()
         self._check_failures: dict[str, int] = {}
@@ -247,8 +248,11 @@ class Daemon:
             if self._remote is None:
                 self.metrics.last_fetch.set(time.time())
             if tip is None:
-                logger.info("no desired state yet", extra={"ref": ref})
+                if not self._said_no_desired:
+                    logger.info("no desired state yet", extra={"ref": ref})
+                    self._said_no_desired = True
                 return False
+            self._said_no_desired = False
             if tip == self._loaded_tip and not force:
                 return False
             try:
