@@ -7,8 +7,12 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.signing import Keys
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +40,15 @@ def _reset_reconciler_logger() -> Iterator[None]:
     saved = (logger.handlers[:], logger.propagate, logger.level)
     yield
     logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> Iterator[Keys]:
+    """Real SSH and OpenPGP signing keys, made once per session (``tests/signing.py``)."""
+    from tests.signing import make_keys
+
+    keys = make_keys()
+    try:
+        yield keys
+    finally:
+        keys.close()

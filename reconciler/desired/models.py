@@ -199,6 +199,17 @@ class Identity(Schema):
     email: str = "reconciler@localhost"
 
 
+class SignaturePolicy(StrEnum):
+    OFF = "off"
+    REQUIRED = "required"
+
+
+class Verify(Schema):
+    """SPEC section 10: act only on signed commits (see ``desired/trust.py``)."""
+
+    signatures: SignaturePolicy = SignaturePolicy.OFF
+
+
 class ConfigFile(Schema):
     """``reconciler.yaml``; every field optional."""
 
@@ -209,3 +220,4 @@ class ConfigFile(Schema):
     remote: str | None = None
     prune: bool = False
     identity: Identity = Field(default_factory=Identity)
+    verify: Verify = Field(default_factory=Verify)
