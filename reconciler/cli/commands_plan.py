@@ -16,21 +16,46 @@ import pygit2
 import typer
 
 from reconciler.cli.app import app
-from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PlanFormat, RepoOption
+from reconciler.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    AllowedSignersOption,
+    PlanFormat,
+    RepoOption,
+    signers_path,
+)
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
     RevisionError,
-    default_revision,
     definition_at,
     load_snapshot,
     load_worktree,
+    resolve_revision,
 )
+from reconciler.desired.models import SignaturePolicy
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.trust import (
+    ALLOWED_SIGNERS_ENV,
+    AllowedSigners,
+    DesiredCommit,
+    TrustSetupError,
+    choose_desired,
+    config_at,
+    desired_revision,
+)
 from reconciler.domain import AnyEnvironment, Lock
 from reconciler.planner import plan_all
 from reconciler.planner.plan import Unreadable
-from reconciler.planner.report import PlanReport, build_report, render_json, render_markdown, render_text
+from reconciler.planner.report import (
+    PlanReport,
+    Verification,
+    build_report,
+    render_json,
+    render_markdown,
+    render_text,
+)
 from reconciler.store import GitStore, Observed, StoreError, is_stale
 
 __all__ = ["app"]
@@ -62,13 +87,21 @@ def plan_command(
         bool,
         typer.Option("--detailed-exitcode", help="Exit 2 when reconciling would change something, else 0."),
     ] = False,
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Per environment: observed state, desired state, the transitions that would run and why."""
     if worktree and rev is not None:
         typer.echo("error: --rev and --worktree exclude each other", err=True)
         raise typer.Exit(EXIT_USAGE)
     try:
-        report = make_report(repo, rev=rev, base=base, worktree=worktree, now=datetime.now(UTC))
+        report = make_report(
+            repo,
+            rev=rev,
+            base=base,
+            worktree=worktree,
+            now=datetime.now(UTC),
+            allowed_signers=signers_path(allowed_signers),
+        )
     except PlanError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_FAILURE) from e
@@ -82,21 +115,40 @@ def plan_command(
 
 
 def make_report(
-    repo_path: Path, *, rev: str | None, base: str | None, worktree: bool, now: datetime
+    repo_path: Path,
+    *,
+    rev: str | None,
+    base: str | None,
+    worktree: bool,
+    now: datetime,
+    allowed_signers: Path | None = None,
 ) -> PlanReport:
     """Load, observe, plan, and (with ``base``) compare: every I/O of ``plan`` is here."""
     try:
         repo = pygit2.Repository(str(repo_path))
     except (pygit2.GitError, KeyError) as e:
         raise PlanError(f"{repo_path}: not a git repository") from e
+    try:
+        signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
+    except TrustSetupError as e:
+        raise PlanError(str(e)) from e
     cache = ParseCache()
+    verification: Verification | None = None
     try:
         if worktree:
             if repo.workdir is None:
                 raise PlanError(f"{repo_path}: a bare repository has no work tree to plan")
             snapshot = load_worktree(Path(repo.workdir), cache=cache)
+        elif rev is None:
+            # What apply and the daemon would act on: with signatures required, the newest verified commit.
+            choice = choose_desired(repo, resolve_revision(repo, desired_revision(repo, signers)), signers)
+            if choice.commit is None:
+                raise PlanError(f"{choice.message}: nothing is acted on")
+            snapshot = load_snapshot(repo, choice.commit, cache=cache)
+            verification = _chosen(repo, choice, signers)
         else:
-            snapshot = load_snapshot(repo, rev if rev is not None else default_revision(repo), cache=cache)
+            snapshot = load_snapshot(repo, rev, cache=cache)
+            verification = _named(repo, snapshot.commit or "", signers)
         before = load_snapshot(repo, base, cache=cache) if base is not None else None
     except RevisionError as e:
         raise PlanError(str(e)) from e
@@ -120,7 +172,12 @@ def make_report(
     )
     if before is None:
         return build_report(
-            plans, revision=snapshot.commit, state_ref=state_ref, generated_at=now, problems=snapshot.problems
+            plans,
+            revision=snapshot.commit,
+            state_ref=state_ref,
+            generated_at=now,
+            problems=snapshot.problems,
+            verification=verification,
         )
     base_plans = plan_all(
         before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
@@ -134,6 +191,44 @@ def make_report(
         base=before.commit,
         base_plans=base_plans,
         changed_files=_changed_environments(repo, before, snapshot),
+        verification=verification,
+    )
+
+
+def _chosen(
+    repo: pygit2.Repository, choice: DesiredCommit, signers: AllowedSigners | None
+) -> Verification | None:
+    """The note for the desired branch's plan: its verified commit, and the tip when that is not it."""
+    if not choice.required or choice.commit is None or signers is None:
+        return None
+    signed = signers.verify(repo, choice.commit).detail
+    if choice.tip_applied:
+        return Verification(True, signed)
+    tip_said = choice.tip_signature.detail if choice.tip_signature is not None else "not verified"
+    n = choice.skipped
+    return Verification(
+        True,
+        f"{signed}; the desired tip {choice.tip[:12]} is not applied ({tip_said}; "
+        f"{n} commit{' above this one is' if n == 1 else 's above this one are'} not acted on)",
+        skipped_tip=choice.tip,
+    )
+
+
+def _named(repo: pygit2.Repository, commit: str, signers: AllowedSigners | None) -> Verification | None:
+    """The note for ``--rev``: planned whatever its signature, and said to be unverified when it is."""
+    if signers is None:
+        if config_at(repo, commit).verify.signatures is not SignaturePolicy.REQUIRED:
+            return None
+        return Verification(
+            False,
+            "reconciler.yaml requires signed commits and no allowed-signers file was given to check this one "
+            f"(--allowed-signers PATH or {ALLOWED_SIGNERS_ENV})",
+        )
+    signature = signers.verify(repo, commit)
+    if signature.trusted:
+        return Verification(True, signature.detail)
+    return Verification(
+        False, f"{signature.detail}: reconcile acts only on commits signed by a key in {signers.path}"
     )
 
 

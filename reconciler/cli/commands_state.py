@@ -17,10 +17,18 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reconciler.cli.app import app
-from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OutputFormat
+from reconciler.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    AllowedSignersOption,
+    OutputFormat,
+    signers_path,
+)
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
@@ -46,13 +54,19 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _notice(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True)
+
+
 @contextmanager
-def _workspace(repo: Path, data_dir: Path, store: str) -> Iterator[Workspace]:
+def _workspace(repo: Path, data_dir: Path, store: str, allowed_signers: str | None) -> Iterator[Workspace]:
     if store not in ("git", "file"):
         raise _fail(f"--store must be 'git' or 'file', not '{store}'", EXIT_USAGE)
     kind: StoreKind = "git" if store == "git" else "file"
     try:
-        yield open_workspace(repo, data_dir, kind)
+        ws = open_workspace(repo, data_dir, kind, allowed_signers=signers_path(allowed_signers))
+        ws.on_notice = _notice
+        yield ws
     except (WorkspaceError, StoreError) as e:
         raise _fail(str(e)) from e
 
@@ -96,6 +110,7 @@ def apply(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Environments in parallel.")] = 4,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
     lock_timeout: Annotated[
         str | None,
         typer.Option(
@@ -109,7 +124,7 @@ def apply(
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
     wait_seconds = _lock_timeout(lock_timeout)
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         engine = ws.engine(snapshot)
         for problem in snapshot.problems:
@@ -199,9 +214,10 @@ def status(
     data_dir: DataDir = Path("data"),
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Table of environments: observed, desired, converged?, lock, last transition, failure."""
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         engine = ws.engine(snapshot)
         rows = environment_rows(engine, snapshot, name)
@@ -233,9 +249,10 @@ def show(
     data_dir: DataDir = Path("data"),
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """The state JSON, the failure and its trace, and the suggested next step."""
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
         try:
@@ -280,9 +297,10 @@ def history(
     data_dir: DataDir = Path("data"),
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """The transitions from the state branch, newest first."""
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         records = ws.store_for(snapshot).history(name, limit)
         if fmt is OutputFormat.JSON:
@@ -319,8 +337,9 @@ def _phase_command(phase: Phase) -> None:
         repo: Repo = Path("."),
         data_dir: DataDir = Path("data"),
         store: Store = "git",
+        allowed_signers: AllowedSignersOption = None,
     ) -> None:
-        with _workspace(repo, data_dir, store) as ws:
+        with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
             problems = snapshot.broken.get(name)
             if problems:
@@ -371,9 +390,10 @@ def retry(
     repo: Repo = Path("."),
     data_dir: DataDir = Path("data"),
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Clear a blocked failure so the next reconcile retries at once."""
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         try:
             after = reset_attempts(ws.store_for(snapshot), name)
@@ -389,6 +409,7 @@ def unlock(
     repo: Repo = Path("."),
     data_dir: DataDir = Path("data"),
     store: Store = "git",
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Force-unlock: end the in-progress state as interrupted. Only when its holder is surely gone."""
     try:
@@ -397,7 +418,7 @@ def unlock(
         raise _fail(
             f"--lock-id must be a UUID like the one `reconcile show {name}` prints", EXIT_USAGE
         ) from e
-    with _workspace(repo, data_dir, store) as ws:
+    with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
         try:

@@ -34,3 +34,19 @@ DataDirOption = Annotated[
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+AllowedSignersOption = Annotated[
+    str | None,
+    typer.Option(
+        "--allowed-signers",
+        envvar="RECONCILE_ALLOWED_SIGNERS",
+        metavar="PATH",
+        help="Act only on desired commits signed by a key in this file: ssh allowed_signers lines and/or "
+        "armored OpenPGP public keys; it must live outside the repository (SPEC section 10).",
+    ),
+]
+
+
+def signers_path(value: str | None) -> Path | None:
+    """``--allowed-signers``/``RECONCILE_ALLOWED_SIGNERS``; empty is the same as not given."""
+    return Path(value) if value else None

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pygit2
 
-from reconciler.desired.loader import ParseCache, default_revision, head_branch, load_snapshot
+from reconciler.desired.loader import (
+    ParseCache,
+    head_branch,
+    load_snapshot,
+    resolve_revision,
+)
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.trust import (
+    AllowedSigners,
+    DesiredCommit,
+    TrustSetupError,
+    choose_desired,
+    desired_revision,
+)
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.reconcile import Engine
 from reconciler.steps import LocalStepRunner, StepRunner
@@ -21,6 +34,8 @@ from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteCredentials, RemoteStore
 
 StoreKind = Literal["git", "file"]
+
+logger = logging.getLogger(__name__)
 
 
 class WorkspaceError(Exception):
@@ -34,14 +49,25 @@ class Workspace:
     data_dir: Path
     store_kind: StoreKind = "git"
     cache: ParseCache = field(default_factory=ParseCache)
+    #: The allowed-signers file (SPEC 10): given, only commits signed by its keys are acted on.
+    signers: AllowedSigners | None = None
+    #: How the branch tip was judged the last time desired state was read.
+    choice: DesiredCommit | None = None
+    #: Told, in one line, when the tip is not what is acted on (the CLI prints it on stderr).
+    on_notice: Callable[[str], None] = logger.warning
     _store: StateStore | None = None
     _store_ref: str | None = None
 
     def snapshot(self, rev: str | None = None) -> DesiredSnapshot:
-        """Desired state at ``rev`` (default: the desired-state branch)."""
+        """Desired state at the newest commit of ``rev`` (default: the desired-state branch) that may be
+        acted on: its tip, or with signatures required its newest verified commit (SPEC 10)."""
         try:
-            revision = rev or default_revision(self.repo)
-            return load_snapshot(self.repo, revision, cache=self.cache)
+            tip = resolve_revision(self.repo, rev or desired_revision(self.repo, self.signers))
+            choice = choose_desired(self.repo, tip, self.signers)
+            self.choice = choice
+            if choice.commit is None:
+                raise WorkspaceError(f"{choice.message}: nothing is acted on")
+            return load_snapshot(self.repo, choice.commit, cache=self.cache)
         except (LookupError, ValueError, pygit2.GitError) as e:
             raise WorkspaceError(
                 f"{self.repo_path}: cannot read desired state at '{rev or 'HEAD'}': {e}"
@@ -58,6 +84,7 @@ class Workspace:
         snapshot = self.snapshot()
         remote = snapshot.config.remote
         if remote is None or self.store_kind != "git":
+            self._notice()
             return snapshot
         if remote not in list(self.repo.remotes.names()):
             raise WorkspaceError(
@@ -83,7 +110,12 @@ class Workspace:
         except StoreError as e:
             raise WorkspaceError(f"cannot sync the state branch with '{remote}': {e}") from e
         self._store, self._store_ref = store, snapshot.config.state_ref
+        self._notice()
         return snapshot
+
+    def _notice(self) -> None:
+        if self.choice is not None and self.choice.message is not None:
+            self.on_notice(self.choice.message)
 
     def store_for(self, snapshot: DesiredSnapshot) -> StateStore:
         cfg = snapshot.config
@@ -119,7 +151,13 @@ class Workspace:
         )
 
 
-def open_workspace(repo: Path, data_dir: Path | None = None, store: StoreKind = "git") -> Workspace:
+def open_workspace(
+    repo: Path,
+    data_dir: Path | None = None,
+    store: StoreKind = "git",
+    *,
+    allowed_signers: Path | None = None,
+) -> Workspace:
     try:
         found = pygit2.discover_repository(str(repo))
     except pygit2.GitError as e:  # pragma: no cover - discover returns None on absence
@@ -128,9 +166,14 @@ def open_workspace(repo: Path, data_dir: Path | None = None, store: StoreKind = 
         raise WorkspaceError(f"{repo}: not a git repository (or any parent up to the mount point)")
     repository = pygit2.Repository(found)
     root = Path(repository.workdir) if repository.workdir else Path(repository.path)
+    try:
+        signers = AllowedSigners.load(allowed_signers, repository) if allowed_signers is not None else None
+    except TrustSetupError as e:
+        raise WorkspaceError(str(e)) from e
     return Workspace(
         repo_path=root,
         repo=repository,
         data_dir=(data_dir or Path("data")).absolute(),
         store_kind=store,
+        signers=signers,
     )

@@ -88,6 +88,18 @@ def _signature(plan: EnvironmentPlan) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """What ``plan`` says about signatures when they are required (SPEC section 10)."""
+
+    #: Whether the planned revision may be acted on as it is.
+    verified: bool
+    #: One line: who signed it, or why it is not acted on.
+    detail: str
+    #: The desired branch's tip when the plan is of an older verified commit because the tip is not.
+    skipped_tip: str | None = None
+
+
+@dataclass(frozen=True)
 class PlanReport:
     """Everything ``reconcile plan`` prints."""
 
@@ -100,6 +112,8 @@ class PlanReport:
     environments: tuple[ReviewedPlan, ...]
     #: Every problem found in the revision's files, environment-specific or not.
     problems: tuple[Problem, ...] = ()
+    #: The revision's signature, when signatures are required; ``None`` otherwise.
+    verification: Verification | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -127,6 +141,7 @@ def build_report(
     base: str | None = None,
     base_plans: Sequence[EnvironmentPlan] | None = None,
     changed_files: Iterable[str] = (),
+    verification: Verification | None = None,
 ) -> PlanReport:
     """Pair ``plans`` with ``base_plans`` by name; ``changed_files`` are the environment names touched."""
     reviewed = base_plans is not None
@@ -139,6 +154,7 @@ def build_report(
         generated_at=generated_at,
         environments=tuple(ReviewedPlan(p, before.get(p.name), p.name in touched, reviewed) for p in plans),
         problems=tuple(problems),
+        verification=verification,
     )
 
 
@@ -171,6 +187,9 @@ def render_text(report: PlanReport) -> str:
             f"Plan of merging {_short(report.revision)} over {_short(report.base)}, "
             f"observed state from {report.state_ref}"
         )
+    if report.verification is not None:
+        mark = "verified" if report.verification.verified else "UNVERIFIED"
+        lines.append(f"Signatures: {mark}: {report.verification.detail}")
     lines.append("")
     width = max((len(r.plan.name) for r in report.environments), default=0)
     for item in report.environments:
@@ -223,6 +242,15 @@ def render_json(report: PlanReport) -> str:
         "stateRef": report.state_ref,
         "generatedAt": format_timestamp(report.generated_at),
         "hasChanges": report.has_changes,
+        "verification": (
+            {
+                "verified": report.verification.verified,
+                "detail": report.verification.detail,
+                "skippedTip": report.verification.skipped_tip,
+            }
+            if report.verification is not None
+            else None
+        ),
         "summary": {str(v): n for v, n in sorted(report.counts().items())},
         "environments": [
             {
@@ -295,6 +323,11 @@ def render_markdown(report: PlanReport) -> str:
             "",
             f"**{len(shown)} environment{'s' if len(shown) != 1 else ''}:** {_summary(counts)}",
         ]
+    if report.verification is not None:
+        if report.verification.verified:
+            lines += ["", f"🔏 Signature verified: {_cell(report.verification.detail)}"]
+        else:
+            lines += ["", f"⚠️ **Unverified:** {_cell(report.verification.detail)}"]
     lines.append("")
     if shown:
         lines += [
