@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reconciler.cli.app import app
-from reconciler.cli.options import EXIT_FAILURE, DataDirOption, RepoOption
+from reconciler.cli.options import (
+    EXIT_FAILURE,
+    AllowedSignersOption,
+    DataDirOption,
+    RepoOption,
+    signers_path,
+)
 
 if TYPE_CHECKING:
     from reconciler.daemon.shard import Shard
@@ -82,6 +88,7 @@ def daemon_command(
             "Default: any environment.",
         ),
     ] = None,
+    allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Reconcile continuously: on every push, fetch, webhook and resync (SPEC section 6)."""
     from reconciler.daemon import Daemon, DaemonSettings
@@ -99,6 +106,7 @@ def daemon_command(
         resync=_duration(resync),
         watch=watch,
         shard=chosen,
+        allowed_signers=signers_path(allowed_signers),
     )
     try:
         daemon = Daemon(settings)

@@ -39,6 +39,7 @@ from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
 from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired
 from reconciler.engine.apply import targets
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
@@ -71,6 +72,8 @@ class DaemonSettings:
     watch: bool = True
     #: ``--shard I/N``: take only the environments of shard I; ``None``: any environment.
     shard: Shard | None = None
+    #: ``--allowed-signers``: act only on commits signed by its keys (SPEC 10); re-read when it changes.
+    allowed_signers: Path | None = None
 
 
 class Daemon:
@@ -84,7 +87,9 @@ class Daemon:
         self.settings = settings
         self._environ = dict(environ if environ is not None else os.environ)
         self._runner = runner or LocalStepRunner()
-        self.workspace: Workspace = open_workspace(settings.repo, settings.data_dir)
+        self.workspace: Workspace = open_workspace(
+            settings.repo, settings.data_dir, allowed_signers=settings.allowed_signers
+        )
         self._git_dir = Path(self.workspace.repo.path)
         self.shard: Shard = settings.shard or EVERYTHING
         self._queue = WorkQueue(accept=self.shard.owns if self.shard.count > 1 else None)
@@ -99,6 +104,9 @@ class Daemon:
         self._remote: RemoteStore | None = None
         self._loaded_tip: str | None = None
         self._said_no_desired = False  # "no desired state yet" is said once, not every poll
+        #: Why the desired tip is not acted on (SPEC 10), ``None`` when it is; said once per tip.
+        self._not_applied: str | None = None
+        self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
         self._checks_wanted: set[str] = set()
         self._check_failures: dict[str, int] = {}
@@ -253,19 +261,65 @@ class Daemon:
                     self._said_no_desired = True
                 return False
             self._said_no_desired = False
-            if tip == self._loaded_tip and not force:
+            keys_changed = self._reload_signers()
+            if tip == self._loaded_tip and not force and not keys_changed:
                 return False
             try:
-                snapshot = load_snapshot(self.workspace.repo, tip, cache=self.workspace.cache)
+                choice = choose_desired(self.workspace.repo, tip, self.workspace.signers)
+                commit = choice.commit
+                loaded = self._snapshot.commit if self._snapshot is not None else None
+                self._report_trust(choice, loaded)
+                if commit is None or (commit == loaded and not force):
+                    self._loaded_tip = tip  # judged; the last verified commit stays desired
+                    return False
+                snapshot = load_snapshot(self.workspace.repo, commit, cache=self.workspace.cache)
             except (LookupError, ValueError, pygit2.GitError) as e:
                 logger.error("cannot load desired state", extra={"ref": ref, "error": str(e)})
                 return False
             self._install(snapshot)
             self._loaded_tip = tip
             self.metrics.triggers.inc(source)
-            logger.info("desired state loaded", extra={"ref": ref, "commit": tip, "trigger": source})
+            logger.info("desired state loaded", extra={"ref": ref, "commit": commit, "trigger": source})
         self._enqueue_all()
         return True
+
+    def _reload_signers(self) -> bool:
+        """Re-read the allowed-signers file when it changed; a bad one is reported and the last kept."""
+        current = self.workspace.signers
+        if current is None or not current.changed():
+            return False
+        try:
+            fresh = AllowedSigners.load(current.path, self.workspace.repo)
+        except TrustSetupError as e:
+            if str(e) != self._signers_problem:
+                logger.error(
+                    "allowed-signers file not reloaded; the last good one stays", extra={"error": str(e)}
+                )
+                self._signers_problem = str(e)
+            return False
+        self._signers_problem = None
+        self.workspace.signers = fresh
+        logger.info("allowed-signers file reloaded", extra={"path": str(fresh.path)})
+        return True
+
+    def _report_trust(self, choice: DesiredCommit, loaded: str | None) -> None:
+        """Log (once per tip), count and show on /healthz a desired tip that is not acted on."""
+        self.metrics.tip_unverified.set(0.0 if choice.tip_applied else 1.0)
+        message = choice.message
+        if message is not None and choice.commit is None:
+            kept = f"; {loaded[:12]}, the last verified commit, stays desired" if loaded else ""
+            message += kept or ": nothing is acted on"
+        if message is not None and message != self._not_applied:
+            logger.error(
+                "desired tip not applied",
+                extra={
+                    "tip": choice.tip,
+                    "acting_on": choice.commit or loaded,
+                    "skipped": choice.skipped,
+                    "why": message,
+                },
+            )
+        self._not_applied = message
 
     def _on_ref_change(self) -> None:
         self.refresh("watch")
@@ -608,4 +662,6 @@ class Daemon:
         stalled = time.monotonic() - self._ticker_beat
         if stalled > 3 * self.settings.interval + 60:
             return False, f"ticker stalled for {stalled:.0f}s"
+        if self._not_applied is not None:  # alive and working: a restart would not help (SPEC 10)
+            return True, f"ok; {self._not_applied}"
         return True, "ok"

@@ -215,6 +215,14 @@ class DaemonMetrics:
         self.fetch_failures = r.register(
             Counter("reconcile_fetch_failures_total", "Fetches from the remote that failed.")
         )
+        self.tip_unverified = r.register(
+            Gauge(
+                "reconcile_desired_tip_unverified",
+                "1 while the desired branch's tip is not acted on because signatures are required and it "
+                "is unsigned or not signed by an allowed key; else 0.",
+            )
+        )
+        self.tip_unverified.set(0.0)
         self.shard = r.register(
             Gauge(
                 "reconcile_shard_info",
