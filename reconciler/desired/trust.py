@@ -53,6 +53,8 @@ _PGP_END = "-----END PGP PUBLIC KEY BLOCK-----"
 _SSH_KEY = re.compile(
     r"(?:^|\s)(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+)\s+[A-Za-z0-9+/]{16,}={0,3}(?:\s|$)"
 )
+# A line that starts with the key: an authorized_keys line, not an allowed_signers one (no principals).
+_KEY_FIRST = re.compile(r"(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-(?:ssh|ecdsa)-[a-z0-9@.-]+)\s")
 _SSH_TRUSTED = re.compile(r'Good "git" signature for (.+?) with (\S+) key (\S+)')
 _SSH_UNKNOWN = re.compile(r'Good "git" signature with (\S+) key (\S+)')
 
@@ -126,7 +128,7 @@ def parse_allowed_signers(text: str, path: str = "allowed-signers") -> tuple[str
             block, start = [line], number
         elif not line or line.startswith("#"):
             continue
-        elif _SSH_KEY.search(line) and not line.startswith(("ssh-", "ecdsa-", "sk-")):
+        elif _SSH_KEY.search(line) and not _KEY_FIRST.match(line):
             ssh.append(line)
         else:
             raise TrustSetupError(

@@ -44,6 +44,8 @@ def test_one_file_holds_ssh_lines_and_armored_openpgp_keys(signing_keys: Keys, t
     ssh, blocks = parse_allowed_signers(path.read_text())
 
     assert ssh == signing_keys.alice.allowed_line()
+    team = "sk-team@example.com " + signing_keys.mallory.allowed_line().split(" ", 1)[1]
+    assert parse_allowed_signers(team)[0] == team  # a principal may look like a key type
     assert len(blocks) == 1
     assert blocks[0].startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert AllowedSigners.load(path).openpgp_keys == (bob.fingerprint,)
