@@ -15,7 +15,9 @@ lock of the interrupted phase, so a service an earlier, completed phase
 started is never touched. The data dir is not part of the match: a second
 reconciler on this host, with its own clone and data dir, stops the first
 one's leftovers too. A group whose leader is this process's own child is a
-step of ours still running and is never touched. Linux only (``/proc``);
+step of ours still running and is never touched, and so is our own group and
+any group led by a live process that does not carry the markers (a shell that
+started a step which has not yet moved to its own session). Linux only (``/proc``);
 elsewhere nothing is found.
 """
 
@@ -63,6 +65,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
 def orphaned_groups(name: str, lock_id: str) -> set[int]:
     """Process groups running ``name``'s steps for lock ``lock_id``, whatever their data dir, not ours."""
     me = os.getpid()
+    own_group = os.getpgrp()
     groups: set[int] = set()
     proc = Path("/proc")
     if not proc.is_dir():
@@ -80,12 +83,24 @@ def orphaned_groups(name: str, lock_id: str) -> set[int]:
         if stat is None:
             continue
         ppid, pgid = stat
+        if pgid <= 1 or pgid == own_group:
+            continue
         leader = _stat(pgid)
         # A group whose leader is our own child is a step of ours still running: never touch it.
         if ppid == me or (leader is not None and leader[0] == me):
             continue
+        # A step leads its own group (its supervisor is the session leader). A marked process in a
+        # group led by a live, unmarked process (a shell, make, a CI runner) has not left that
+        # group yet: killing the group would kill whoever started it.
+        if leader is not None and not _same_phase(pgid, name, lock_id):
+            continue
         groups.add(pgid)
     return groups
+
+
+def _same_phase(pid: int, name: str, lock_id: str) -> bool:
+    env = _environ(pid) or {}
+    return env.get("RECONCILE_ENVIRONMENT") == name and env.get("RECONCILE_LOCK_ID") == lock_id
 
 
 def kill_orphaned_steps(name: str, lock_id: str, grace: float = 2.0) -> int:

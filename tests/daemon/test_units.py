@@ -167,7 +167,13 @@ def test_orphan_search_finds_only_the_interrupted_phases_processes(tmp_path: Pat
             text=True,
             check=True,
         )
-        return int(out.stdout.strip())
+        pid = int(out.stdout.strip())
+        # `echo $!` may run before setsid has moved the child into its own session.
+        deadline = time.monotonic() + 10
+        while os.getpgid(pid) != pid:
+            assert time.monotonic() < deadline, "setsid never moved the child into its own session"
+            time.sleep(0.01)
+        return pid
 
     service = detached("lock-of-an-earlier-run-phase")
     leftover = detached("lock-of-the-interrupted-phase")
@@ -181,3 +187,45 @@ def test_orphan_search_finds_only_the_interrupted_phases_processes(tmp_path: Pat
         for pid in (service, leftover):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
+
+
+def test_orphan_search_never_kills_the_group_that_started_a_marked_process() -> None:
+    """A marked process still in our own group, or in a group a live unmarked shell leads, is not an
+    orphan: killing its group would kill the test runner, make, or the CI job that started it."""
+    markers = "RECONCILE_ENVIRONMENT=web RECONCILE_LOCK_ID=lock-of-the-interrupted-phase"
+
+    def background(script: str) -> int:
+        argv = ["sh", "-c", f"{script} >/dev/null 2>&1 & echo $!"]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True)
+        return int(out.stdout.strip())
+
+    # Orphaned (its shell has exited) but never left our process group.
+    in_our_group = background(f"{markers} sleep 60")
+    # A group led by an unmarked process that is not our child, with a marked process in it.
+    leader = background(f'setsid sh -c "{markers} sleep 60 & exec sleep 60"')
+    try:
+        deadline = time.monotonic() + 10
+        while not (_in_group(leader, leader) and _members(leader) >= 2):
+            assert time.monotonic() < deadline, "the unmarked leader never started its marked child"
+            time.sleep(0.01)
+        assert os.getpgid(in_our_group) == os.getpgrp()
+        assert orphaned_groups("web", "lock-of-the-interrupted-phase") == set()
+        assert kill_orphaned_steps("web", "lock-of-the-interrupted-phase", grace=0.2) == 0
+        os.kill(in_our_group, 0)  # still alive, and so are we
+        os.killpg(leader, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(in_our_group, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader, 9)
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pgid
+    except ProcessLookupError:
+        return False
+
+
+def _members(pgid: int) -> int:
+    return sum(1 for p in os.listdir("/proc") if p.isdigit() and _in_group(int(p), pgid))
