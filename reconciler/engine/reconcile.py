@@ -42,7 +42,7 @@ from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
-from reconciler.store import CorruptStateError, LostRace, Observed, StateStore
+from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
 from reconciler.store.lock import is_stale, new_lock
 from reconciler.store.recovery import recover_stale
 
@@ -54,6 +54,10 @@ MAX_ACTIONS = 32
 MAX_LOST_RACES = 8
 #: Added to a phase's timeout to make its lock's expiry.
 LOCK_GRACE_SECONDS = 60.0
+#: How long the commit that ends a phase is retried while the store (a remote) cannot be reached.
+#: The phase ran: giving up would leave it recorded as still running and, once its lock expired,
+#: run it again. Retrying is safe: the commit is a compare-and-swap on the lock-holding version.
+FINISH_RETRY_SECONDS = 300.0
 
 
 class Outcome(StrEnum):
@@ -443,7 +447,7 @@ class Engine:
                 outputs=outputs,
                 at=finished_at,
             )
-            self._commit(name, current, done, transitions)
+            self._finish(name, current, done, transitions)
             return None
 
         summary = redact(summary, secrets)
@@ -473,7 +477,7 @@ class Engine:
         except OSError as e:
             logger.error("could not write the trace file", extra={"environment": name, "error": str(e)})
             failure = failure.model_copy(update={"trace_file": None})
-        self._commit(
+        self._finish(
             name,
             current,
             fail_phase(current.env, failure, at=finished_at),
@@ -481,6 +485,39 @@ class Engine:
             detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
         )
         return failure
+
+    def _finish(
+        self,
+        name: str,
+        current: Observed,
+        after: AnyEnvironment,
+        transitions: list[tuple[str, str]],
+        *,
+        detail: str | None = None,
+    ) -> Observed:
+        """Commit the end of a phase that ran, retrying while the store cannot be reached.
+
+        A lost race (someone force-unlocked us) and a refusal by the remote are final;
+        anything else (a fetch or push that failed, a remote that is away) is retried
+        with backoff for ``FINISH_RETRY_SECONDS``, so a transient outage never turns a
+        phase that ran into one that runs again.
+        """
+        deadline = time.monotonic() + FINISH_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return self._commit(name, current, after, transitions, detail=detail)
+            except (LostRace, PushRefused, CorruptStateError):
+                raise
+            except StoreError as e:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "cannot record the end of the phase yet; retrying",
+                    extra={"environment": name, "state": after.state_name, "error": str(e)},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     # -- drift and health ---------------------------------------------------------------
 
