@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,7 +43,8 @@ from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
-from reconciler.store import CorruptStateError, LostRace, Observed, StateStore
+from reconciler.steps.redact import REDACTED
+from reconciler.store import CorruptStateError, LostRace, Observed, StateStore, StoreError
 from reconciler.store.lock import is_stale, new_lock
 from reconciler.store.recovery import recover_stale
 
@@ -151,7 +153,12 @@ class Engine:
                 observed = self.store.read(name)
             except CorruptStateError as e:
                 return self._result(name, Outcome.CORRUPT, str(e), transitions)
-            plan = self.plan(snapshot, name, observed)
+            try:
+                plan = self.plan(snapshot, name, observed)
+            except StoreError:
+                raise
+            except Exception as e:  # a bug or an unbounded value: this environment's problem alone
+                return self._crashed(name, "planning", e, transitions, observed)
             if plan.verdict is not Verdict.CHANGES:
                 result = self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
                 return replace(result, locked_by=self._live_lock(plan, observed))
@@ -167,11 +174,32 @@ class Engine:
                     )
                 logger.debug("lost compare-and-swap, re-reading", extra={"environment": name})
                 continue
+            except StoreError:
+                raise
+            except Exception as e:  # before a lock was taken (a phase's own errors are its failure)
+                doing = f"starting {plan.actions[0].phase or plan.actions[0].kind}"
+                return self._crashed(name, doing, e, transitions, observed)
             if failure is not None:
                 return self._result(
                     name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
                 )
         return self._result(name, Outcome.WAITING, "action budget used up; will continue", transitions)
+
+    def _crashed(
+        self,
+        name: str,
+        doing: str,
+        e: Exception,
+        transitions: list[tuple[str, str]],
+        observed: Observed | None,
+    ) -> ReconcileResult:
+        """An unexpected error outside a phase: reported as this environment's failure, nothing committed."""
+        logger.error(
+            "unexpected error; nothing was started",
+            extra={"environment": name, "doing": doing, "error": f"{type(e).__name__}: {e}"},
+        )
+        reason = f"unexpected error while {doing}: {type(e).__name__}: {e}"
+        return self._result(name, Outcome.FAILED, reason, transitions, observed)
 
     def plan(self, snapshot: DesiredSnapshot, name: str, observed: Observed | None) -> EnvironmentPlan:
         """The planner's view of ``name`` now (reads dependencies' states, not their files)."""
@@ -423,28 +451,31 @@ class Engine:
         except OSError as e:
             kind, summary = ErrorKind.FILESYSTEM, f"{type(e).__name__}: {e}"
             chain = (str(e),)
+        except Exception as e:  # SPEC 7: whatever broke, the phase ends failed and its lock is released
+            kind, summary, chain = _unexpected(e, name, phase, failed_step, secrets)
         finally:
             if phase_log is not None:
                 phase_log.close()
 
         finished_at = self.clock.now()
-        current = self.store.read(name)
-        if current is None or current.env.lock is None or current.env.lock.id != lock.id:
-            # Somebody force-unlocked us meanwhile: their record stands.
-            logger.warning(
-                "lock taken away during the phase", extra={"environment": name, "phase": str(phase)}
-            )
-            raise LostRace(f"{name}: the lock was removed while {phase} ran")
+        current = self._still_held(name, phase, lock)
 
         if kind is None:
-            done = succeed_phase(
-                current.env,
-                phase_hash=desired.phase_hashes.get(phase),
-                outputs=outputs,
-                at=finished_at,
-            )
-            self._commit(name, current, done, transitions)
-            return None
+            try:
+                done = succeed_phase(
+                    current.env,
+                    phase_hash=desired.phase_hashes.get(phase),
+                    outputs=redact_outputs(outputs, secrets),
+                    at=finished_at,
+                )
+                self._commit(name, current, done, transitions)
+                return None
+            except LostRace:
+                raise
+            except Exception as e:  # recording the success failed: record a failure instead
+                kind, summary, chain = _unexpected(e, name, phase, "recording the phase's success", secrets)
+                failed_step = f"{phase} phase (recording its success)"
+                current = self._still_held(name, phase, lock)
 
         summary = redact(summary, secrets)
         failure = FailureContext(
@@ -481,6 +512,20 @@ class Engine:
             detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
         )
         return failure
+
+    def _still_held(self, name: str, phase: Phase, lock: Lock) -> Observed:
+        """The observed state, when ``lock`` is still the one it holds; else ``LostRace``.
+
+        Somebody who force-unlocked meanwhile, or a success commit that landed
+        before an error was raised, has the last word: nothing is committed over it.
+        """
+        current = self.store.read(name)
+        if current is None or current.env.lock is None or current.env.lock.id != lock.id:
+            logger.warning(
+                "lock taken away during the phase", extra={"environment": name, "phase": str(phase)}
+            )
+            raise LostRace(f"{name}: the lock was removed while {phase} ran")
+        return current
 
     # -- drift and health ---------------------------------------------------------------
 
@@ -627,6 +672,38 @@ class Engine:
             failure=failure,
             checked=checked,
         )
+
+
+def _unexpected(
+    e: Exception, name: str, phase: Phase, where: str, secrets: frozenset[str]
+) -> tuple[ErrorKind, str, tuple[str, ...]]:
+    """An exception nobody expected while a phase ran, as a ``configuration`` failure (decision 016).
+
+    The traceback goes to the trace file's error chain (redacted there, like
+    everything in it): it is what a person needs to report the bug. The log
+    gets one redacted line, since an exception's text may quote a secret.
+    """
+    logger.error(
+        "unexpected error while a phase ran; recorded as its failure",
+        extra={
+            "environment": name,
+            "phase": str(phase),
+            "step": redact(where, secrets),
+            "error": redact(f"{type(e).__name__}: {e}", secrets),
+        },
+    )
+    chain: list[str] = []
+    cause: BaseException | None = e
+    while cause is not None and len(chain) < 8:
+        chain.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    frames = "".join(traceback.format_exception(e)).rstrip("\n")
+    return ErrorKind.CONFIGURATION, f"unexpected error: {type(e).__name__}: {e}", (*chain, frames)
+
+
+def redact_outputs(outputs: Mapping[str, str], secrets: frozenset[str]) -> dict[str, str]:
+    """Outputs as they may be stored: a value holding a secret becomes ``[REDACTED]`` (SPEC 4.2)."""
+    return {key: REDACTED if redact(value, secrets) != value else value for key, value in outputs.items()}
 
 
 def _display_path(path: Path) -> str:
