@@ -532,6 +532,7 @@ class Engine:
     def check(self, snapshot: DesiredSnapshot, name: str) -> ReconcileResult:
         """Run a converged environment's ``check`` steps; on a failure re-apply from its ``reapply`` phase.
 
+        A suspended environment's failing check is reported (``suspended``), never healed.
         A passing check writes nothing. A failing one re-runs the named phase and
         every later phase up to the desired state, each recorded as transitions.
         """
@@ -550,6 +551,20 @@ class Engine:
         if failing is None:
             return self._result(name, Outcome.CONVERGED, "checks passed", [], observed, checked=True)
         step_reapply, summary = failing
+        if desired.spec.suspend:
+            # SPEC 3.1: a suspended environment is checked and reported, never healed.
+            logger.warning(
+                "check failed; suspended, so not re-applied",
+                extra={"environment": name, "reapply": step_reapply, "summary": summary},
+            )
+            return self._result(
+                name,
+                Outcome.SUSPENDED,
+                f"check failed ({summary}); suspended, not re-applied",
+                [],
+                observed,
+                checked=True,
+            )
         logger.warning(
             "check failed; re-applying",
             extra={"environment": name, "reapply": step_reapply, "summary": summary},
