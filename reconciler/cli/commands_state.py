@@ -347,6 +347,14 @@ def _phase_command(phase: Phase) -> None:
         data_dir: DataDir = None,
         store: Store = "git",
         allowed_signers: AllowedSignersOption = None,
+        ignore_dependencies: Annotated[
+            bool,
+            typer.Option(
+                "--ignore-dependencies",
+                help="Run it even though dependsOn says not now (a dependency not ready, or a "
+                "dependent still alive for destroy).",
+            ),
+        ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
@@ -374,6 +382,12 @@ def _phase_command(phase: Phase) -> None:
                     raise _fail(
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "
                         f"from {', '.join(s.name for s in ALL_STATES if can_start(s, phase))}"
+                    )
+                blockers = [] if ignore_dependencies else engine.dependency_blockers(snapshot, name, phase)
+                if blockers:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': {'; '.join(escape(b) for b in blockers)}. "
+                        "Pass --ignore-dependencies to run it anyway."
                     )
                 with _interruptible(engine):
                     failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)

@@ -33,6 +33,7 @@ from reconciler.domain import (
     FailureContext,
     Lock,
     Phase,
+    completed_phases,
 )
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
@@ -282,6 +283,41 @@ class Engine:
             # A dependency that is waiting only on its own dependencies is not ready either.
             ready[dep] = dep_plan.verdict is Verdict.CONVERGED
         return ready
+
+    def dependency_blockers(self, snapshot: DesiredSnapshot, name: str, phase: Phase) -> list[str]:
+        """Why running ``phase`` of ``name`` by hand now would break a ``dependsOn``; empty when nothing does.
+
+        Destroying waits for every environment that depends on it to be destroyed. A forward
+        phase needs each dependency to have completed that phase, or, when the dependency's
+        desired state stops short of it, to have converged there (provisioned at least).
+        """
+        blockers: list[str] = []
+        if phase is Phase.DESTROY:
+            for other, gone in sorted(self._dependents(snapshot, name).items()):
+                if not gone:
+                    blockers.append(
+                        f"{other} depends on it and is {self._state_of(other)} (destroy {other} first)"
+                    )
+            return blockers
+        desired = snapshot.environments.get(name)
+        ready = self._dependencies(snapshot, desired)
+        for dep in desired.depends_on if desired is not None else ():
+            state = self._state_of(dep)
+            try:
+                observed = self.store.read(dep)
+            except CorruptStateError:
+                observed = None
+            completed = completed_phases(observed.env.state) if observed is not None else ()
+            if not (phase in completed or (ready.get(dep) and Phase.PROVISION in completed)):
+                blockers.append(f"it depends on {dep}, which has not completed {phase} (it is {state})")
+        return blockers
+
+    def _state_of(self, name: str) -> str:
+        try:
+            observed = self.store.read(name)
+        except CorruptStateError:
+            return "corrupt"
+        return observed.env.state_name if observed is not None else "not created"
 
     def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
         """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
