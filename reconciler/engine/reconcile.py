@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import traceback
@@ -199,7 +200,7 @@ class Engine:
             "unexpected error; nothing was started",
             extra={"environment": name, "doing": doing, "error": f"{type(e).__name__}: {e}"},
         )
-        reason = f"unexpected error while {doing}: {type(e).__name__}: {e}"
+        reason = _one_line(f"unexpected error while {doing}: {type(e).__name__}: {e}")
         return self._result(name, Outcome.FAILED, reason, transitions, observed)
 
     def plan(self, snapshot: DesiredSnapshot, name: str, observed: Observed | None) -> EnvironmentPlan:
@@ -749,7 +750,17 @@ def _unexpected(
         chain.append(f"{type(cause).__name__}: {cause}")
         cause = cause.__cause__ or cause.__context__
     frames = "".join(traceback.format_exception(e)).rstrip("\n")
-    return ErrorKind.CONFIGURATION, f"unexpected error: {type(e).__name__}: {e}", (*chain, frames)
+    return ErrorKind.CONFIGURATION, _one_line(f"unexpected error: {type(e).__name__}: {e}"), (*chain, frames)
+
+
+#: Longest summary of an unexpected error; the whole text is in the trace's error chain.
+_SUMMARY_CHARS = 300
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one printable line: an exception's text may hold newlines, NUL bytes, anything."""
+    line = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
 def redact_outputs(outputs: Mapping[str, str], secrets: frozenset[str]) -> dict[str, str]:

@@ -115,7 +115,8 @@ class _Raising(LocalStepRunner):
 
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         if step.name == "boom":
-            raise RuntimeError(f"runner bug while running it; token={ctx.vars.get('token')}")
+            # Its text is anything: a NUL byte and a newline too.
+            raise RuntimeError(f"runner bug\0 while running it\nsecond line; token={ctx.vars.get('token')}")
         return super().run(step, ctx)
 
 
@@ -137,10 +138,14 @@ def test_a_runner_that_raises_fails_the_phase_and_its_trace_keeps_secrets_out(
     state = _state(gitops, "web")
     assert (state["state"], state["lock"]) == ("configure_failed", None)
     assert state["failure"]["failedStep"] == "boom"
-    assert "RuntimeError" in state["failure"]["errorSummary"]
+    summary = state["failure"]["errorSummary"]
+    assert summary.startswith("unexpected error: RuntimeError: runner bug")
+    assert "\0" not in summary and "\n" not in summary and summary.endswith("second line; token=[REDACTED]")
+    # The failure commit is whole: its trailers were not cut off by the NUL (git log --grep finds it).
+    assert gitops.transitions("web")[-1] == "web: configuring -> configure_failed"
     trace = Path(gitops.data / "web" / "traces")
     (text,) = [p.read_text() for p in trace.glob("*-configure.log")]
-    assert "RuntimeError: runner bug" in text
+    assert "RuntimeError: runner bug" in text and "second line" in text
     assert "s3cr3t-value" not in text and "[REDACTED]" in text
     assert "s3cr3t-value" not in git(gitops.path, "log", "-p", "reconciler/state")
 
