@@ -541,13 +541,30 @@ class Engine:
         except OSError as e:
             logger.error("could not write the trace file", extra={"environment": name, "error": str(e)})
             failure = failure.model_copy(update={"trace_file": None})
-        self._commit(
-            name,
-            current,
-            fail_phase(current.env, failure, at=finished_at),
-            transitions,
-            detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
-        )
+        try:
+            self._commit(
+                name,
+                current,
+                fail_phase(current.env, failure, at=finished_at),
+                transitions,
+                detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+            )
+        except LostRace:
+            raise
+        except Exception as e:  # the record itself is refused: record it again, plainer, or not at all
+            logger.error(
+                "could not record the phase's failure; recording it without its details",
+                extra={
+                    "environment": name,
+                    "phase": str(phase),
+                    "error": redact(f"{type(e).__name__}: {e}", secrets),
+                },
+            )
+            current = self._still_held(name, phase, lock)  # a record that landed before the error stands
+            failure = failure.model_copy(
+                update={"failed_step": _one_line(failure.failed_step), "error_summary": _one_line(summary)}
+            )
+            self._commit(name, current, fail_phase(current.env, failure, at=finished_at), transitions)
         return failure
 
     def _still_held(self, name: str, phase: Phase, lock: Lock) -> Observed:

@@ -224,3 +224,43 @@ def test_an_unexpected_error_before_any_lock_is_that_environments_failure(gitops
     assert "unexpected error while planning: OverflowError" in results["web"].reason
     assert results["db"].outcome is Outcome.CONVERGED
     assert _state(gitops, "web")["lock"] is None
+
+
+class _RefusesDetailedFailures:
+    """The real state store, except that it refuses the first failure record that carries details."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.refused = 0
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def apply(self, name: str, version: Any, after: Any, **kwargs: Any) -> Any:
+        if after.state_name.endswith("_failed") and kwargs.get("detail") and not self.refused:
+            self.refused += 1
+            raise RuntimeError("cannot record that")
+        return self.inner.apply(name, version, after, **kwargs)
+
+
+def test_a_failure_record_that_is_refused_is_recorded_again_plainer(gitops: GitOpsRepo) -> None:
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", phases={"provision": [{"shell": {"run": "exit 4"}}]})}
+    )
+    ws = open_workspace(gitops.path, gitops.data)
+    snapshot = ws.desired()
+    engine = ws.engine(snapshot)
+    store = _RefusesDetailedFailures(engine.store)
+    engine.store = store
+
+    result = engine.reconcile(snapshot, "web")
+
+    assert store.refused == 1
+    assert result.outcome is Outcome.FAILED
+    state = _state(gitops, "web")
+    assert (state["state"], state["lock"]) == ("provision_failed", None)
+    assert state["failure"]["errorSummary"] == "shell exited 4"
+    assert gitops.transitions("web")[-2:] == [
+        "web: created -> provisioning",
+        "web: provisioning -> provision_failed",
+    ]
