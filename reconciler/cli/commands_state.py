@@ -40,7 +40,14 @@ from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreE
 from reconciler.store.lock import holder_label
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Local data: tofu state, traces, checkouts.")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Local data: tofu state, traces, checkouts (default: data/ at the top of the work tree).",
+        show_default=False,
+    ),
+]
 Format = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
 Store = Annotated[
     str, typer.Option("--store", help="git (the state branch) or file (<data>/<name>/state.json).")
@@ -59,7 +66,9 @@ def _notice(message: str) -> None:
 
 
 @contextmanager
-def _workspace(repo: Path, data_dir: Path, store: str, allowed_signers: str | None) -> Iterator[Workspace]:
+def _workspace(
+    repo: Path, data_dir: Path | None, store: str, allowed_signers: str | None
+) -> Iterator[Workspace]:
     if store not in ("git", "file"):
         raise _fail(f"--store must be 'git' or 'file', not '{store}'", EXIT_USAGE)
     kind: StoreKind = "git" if store == "git" else "file"
@@ -106,7 +115,7 @@ def apply(
         list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
     ] = None,
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Environments in parallel.")] = 4,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
@@ -211,7 +220,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 def status(
     name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
@@ -246,7 +255,7 @@ def status(
 def show(
     name: Annotated[str, typer.Argument(help="The environment.")],
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
@@ -294,7 +303,7 @@ def history(
     name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
@@ -335,9 +344,17 @@ def _phase_command(phase: Phase) -> None:
     def command(
         name: Annotated[str, typer.Argument(help="The environment.")],
         repo: Repo = Path("."),
-        data_dir: DataDir = Path("data"),
+        data_dir: DataDir = None,
         store: Store = "git",
         allowed_signers: AllowedSignersOption = None,
+        ignore_dependencies: Annotated[
+            bool,
+            typer.Option(
+                "--ignore-dependencies",
+                help="Run it even though dependsOn says not now (a dependency not ready, or a "
+                "dependent still alive for destroy).",
+            ),
+        ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
@@ -366,6 +383,12 @@ def _phase_command(phase: Phase) -> None:
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "
                         f"from {', '.join(s.name for s in ALL_STATES if can_start(s, phase))}"
                     )
+                blockers = [] if ignore_dependencies else engine.dependency_blockers(snapshot, name, phase)
+                if blockers:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': {'; '.join(escape(b) for b in blockers)}. "
+                        "Pass --ignore-dependencies to run it anyway."
+                    )
                 with _interruptible(engine):
                     failure = engine.run_phase(snapshot, desired, observed, phase, attempt=1)
             except (LostRace, InvalidTransition) as e:
@@ -388,7 +411,7 @@ for _phase in Phase:
 def retry(
     name: Annotated[str, typer.Argument(help="The environment.")],
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
 ) -> None:
@@ -407,7 +430,7 @@ def unlock(
     name: Annotated[str, typer.Argument(help="The environment.")],
     lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
     repo: Repo = Path("."),
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
 ) -> None:

@@ -27,7 +27,11 @@ RepoOption = Annotated[
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Local data: tofu working dirs, traces, logs (default: ./data)."),
+    typer.Option(
+        "--data-dir",
+        help="Local data: tofu working dirs, traces, logs (default: data/ at the top of the work tree).",
+        show_default=False,
+    ),
 ]
 
 #: Exit codes of SPEC section 5.

@@ -584,6 +584,9 @@ class Daemon:
         """Count the check, and back off an environment whose check re-applying does not cure."""
         if not result.checked:
             return  # nothing to check (destroyed, or no check steps)
+        if result.outcome is Outcome.SUSPENDED:
+            self.metrics.checks.inc("failing")  # reported only: a suspended environment is never healed
+            return
         if result.outcome is Outcome.FAILED and result.failure is None:
             self.metrics.checks.inc("failing")
             with self._state_lock:

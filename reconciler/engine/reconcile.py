@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,6 +34,7 @@ from reconciler.domain import (
     FailureContext,
     Lock,
     Phase,
+    completed_phases,
 )
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
@@ -42,6 +45,7 @@ from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
+from reconciler.steps.redact import REDACTED
 from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
 from reconciler.store.lock import is_stale, new_lock
 from reconciler.store.recovery import recover_stale
@@ -155,7 +159,12 @@ class Engine:
                 observed = self.store.read(name)
             except CorruptStateError as e:
                 return self._result(name, Outcome.CORRUPT, str(e), transitions)
-            plan = self.plan(snapshot, name, observed)
+            try:
+                plan = self.plan(snapshot, name, observed)
+            except StoreError:
+                raise
+            except Exception as e:  # a bug or an unbounded value: this environment's problem alone
+                return self._crashed(name, "planning", e, transitions, observed)
             if plan.verdict is not Verdict.CHANGES:
                 result = self._result(name, _FROM_VERDICT[plan.verdict], plan.reason, transitions, observed)
                 return replace(result, locked_by=self._live_lock(plan, observed))
@@ -171,11 +180,32 @@ class Engine:
                     )
                 logger.debug("lost compare-and-swap, re-reading", extra={"environment": name})
                 continue
+            except StoreError:
+                raise
+            except Exception as e:  # before a lock was taken (a phase's own errors are its failure)
+                doing = f"starting {plan.actions[0].phase or plan.actions[0].kind}"
+                return self._crashed(name, doing, e, transitions, observed)
             if failure is not None:
                 return self._result(
                     name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
                 )
         return self._result(name, Outcome.WAITING, "action budget used up; will continue", transitions)
+
+    def _crashed(
+        self,
+        name: str,
+        doing: str,
+        e: Exception,
+        transitions: list[tuple[str, str]],
+        observed: Observed | None,
+    ) -> ReconcileResult:
+        """An unexpected error outside a phase: reported as this environment's failure, nothing committed."""
+        logger.error(
+            "unexpected error; nothing was started",
+            extra={"environment": name, "doing": doing, "error": f"{type(e).__name__}: {e}"},
+        )
+        reason = _one_line(f"unexpected error while {doing}: {type(e).__name__}: {e}")
+        return self._result(name, Outcome.FAILED, reason, transitions, observed)
 
     def plan(self, snapshot: DesiredSnapshot, name: str, observed: Observed | None) -> EnvironmentPlan:
         """The planner's view of ``name`` now (reads dependencies' states, not their files)."""
@@ -258,6 +288,41 @@ class Engine:
             # A dependency that is waiting only on its own dependencies is not ready either.
             ready[dep] = dep_plan.verdict is Verdict.CONVERGED
         return ready
+
+    def dependency_blockers(self, snapshot: DesiredSnapshot, name: str, phase: Phase) -> list[str]:
+        """Why running ``phase`` of ``name`` by hand now would break a ``dependsOn``; empty when nothing does.
+
+        Destroying waits for every environment that depends on it to be destroyed. A forward
+        phase needs each dependency to have completed that phase, or, when the dependency's
+        desired state stops short of it, to have converged there (provisioned at least).
+        """
+        blockers: list[str] = []
+        if phase is Phase.DESTROY:
+            for other, gone in sorted(self._dependents(snapshot, name).items()):
+                if not gone:
+                    blockers.append(
+                        f"{other} depends on it and is {self._state_of(other)} (destroy {other} first)"
+                    )
+            return blockers
+        desired = snapshot.environments.get(name)
+        ready = self._dependencies(snapshot, desired)
+        for dep in desired.depends_on if desired is not None else ():
+            state = self._state_of(dep)
+            try:
+                observed = self.store.read(dep)
+            except CorruptStateError:
+                observed = None
+            completed = completed_phases(observed.env.state) if observed is not None else ()
+            if not (phase in completed or (ready.get(dep) and Phase.PROVISION in completed)):
+                blockers.append(f"it depends on {dep}, which has not completed {phase} (it is {state})")
+        return blockers
+
+    def _state_of(self, name: str) -> str:
+        try:
+            observed = self.store.read(name)
+        except CorruptStateError:
+            return "corrupt"
+        return observed.env.state_name if observed is not None else "not created"
 
     def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
         """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
@@ -427,28 +492,33 @@ class Engine:
         except OSError as e:
             kind, summary = ErrorKind.FILESYSTEM, f"{type(e).__name__}: {e}"
             chain = (str(e),)
+        except Exception as e:  # SPEC 7: whatever broke, the phase ends failed and its lock is released
+            kind, summary, chain = _unexpected(e, name, phase, failed_step, secrets)
         finally:
             if phase_log is not None:
                 phase_log.close()
 
         finished_at = self.clock.now()
-        current = self.store.read(name)
-        if current is None or current.env.lock is None or current.env.lock.id != lock.id:
-            # Somebody force-unlocked us meanwhile: their record stands.
-            logger.warning(
-                "lock taken away during the phase", extra={"environment": name, "phase": str(phase)}
-            )
-            raise LostRace(f"{name}: the lock was removed while {phase} ran")
+        current = self._still_held(name, phase, lock)
 
         if kind is None:
-            done = succeed_phase(
-                current.env,
-                phase_hash=desired.phase_hashes.get(phase),
-                outputs=outputs,
-                at=finished_at,
-            )
-            self._finish(name, current, done, transitions)
-            return None
+            try:
+                done = succeed_phase(
+                    current.env,
+                    phase_hash=desired.phase_hashes.get(phase),
+                    outputs=redact_outputs(outputs, secrets),
+                    at=finished_at,
+                )
+                self._finish(name, current, done, transitions)
+                return None
+            except StoreError:
+                # The phase ran: a remote that stayed away, or a lost lock, is not its failure, and
+                # recording one would have it run again.
+                raise
+            except Exception as e:  # recording the success failed: record a failure instead
+                kind, summary, chain = _unexpected(e, name, phase, "recording the phase's success", secrets)
+                failed_step = f"{phase} phase (recording its success)"
+                current = self._still_held(name, phase, lock)
 
         summary = redact(summary, secrets)
         failure = FailureContext(
@@ -477,13 +547,30 @@ class Engine:
         except OSError as e:
             logger.error("could not write the trace file", extra={"environment": name, "error": str(e)})
             failure = failure.model_copy(update={"trace_file": None})
-        self._finish(
-            name,
-            current,
-            fail_phase(current.env, failure, at=finished_at),
-            transitions,
-            detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
-        )
+        try:
+            self._finish(
+                name,
+                current,
+                fail_phase(current.env, failure, at=finished_at),
+                transitions,
+                detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+            )
+        except StoreError:
+            raise
+        except Exception as e:  # the record itself is refused: record it again, plainer, or not at all
+            logger.error(
+                "could not record the phase's failure; recording it without its details",
+                extra={
+                    "environment": name,
+                    "phase": str(phase),
+                    "error": redact(f"{type(e).__name__}: {e}", secrets),
+                },
+            )
+            current = self._still_held(name, phase, lock)  # a record that landed before the error stands
+            failure = failure.model_copy(
+                update={"failed_step": _one_line(failure.failed_step), "error_summary": _one_line(summary)}
+            )
+            self._finish(name, current, fail_phase(current.env, failure, at=finished_at), transitions)
         return failure
 
     def _finish(
@@ -519,11 +606,26 @@ class Engine:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    def _still_held(self, name: str, phase: Phase, lock: Lock) -> Observed:
+        """The observed state, when ``lock`` is still the one it holds; else ``LostRace``.
+
+        Somebody who force-unlocked meanwhile, or a success commit that landed
+        before an error was raised, has the last word: nothing is committed over it.
+        """
+        current = self.store.read(name)
+        if current is None or current.env.lock is None or current.env.lock.id != lock.id:
+            logger.warning(
+                "lock taken away during the phase", extra={"environment": name, "phase": str(phase)}
+            )
+            raise LostRace(f"{name}: the lock was removed while {phase} ran")
+        return current
+
     # -- drift and health ---------------------------------------------------------------
 
     def check(self, snapshot: DesiredSnapshot, name: str) -> ReconcileResult:
         """Run a converged environment's ``check`` steps; on a failure re-apply from its ``reapply`` phase.
 
+        A suspended environment's failing check is reported (``suspended``), never healed.
         A passing check writes nothing. A failing one re-runs the named phase and
         every later phase up to the desired state, each recorded as transitions.
         """
@@ -542,6 +644,20 @@ class Engine:
         if failing is None:
             return self._result(name, Outcome.CONVERGED, "checks passed", [], observed, checked=True)
         step_reapply, summary = failing
+        if desired.spec.suspend:
+            # SPEC 3.1: a suspended environment is checked and reported, never healed.
+            logger.warning(
+                "check failed; suspended, so not re-applied",
+                extra={"environment": name, "reapply": step_reapply, "summary": summary},
+            )
+            return self._result(
+                name,
+                Outcome.SUSPENDED,
+                f"check failed ({summary}); suspended, not re-applied",
+                [],
+                observed,
+                checked=True,
+            )
         logger.warning(
             "check failed; re-applying",
             extra={"environment": name, "reapply": step_reapply, "summary": summary},
@@ -664,6 +780,48 @@ class Engine:
             failure=failure,
             checked=checked,
         )
+
+
+def _unexpected(
+    e: Exception, name: str, phase: Phase, where: str, secrets: frozenset[str]
+) -> tuple[ErrorKind, str, tuple[str, ...]]:
+    """An exception nobody expected while a phase ran, as a ``configuration`` failure (decision 016).
+
+    The traceback goes to the trace file's error chain (redacted there, like
+    everything in it): it is what a person needs to report the bug. The log
+    gets one redacted line, since an exception's text may quote a secret.
+    """
+    logger.error(
+        "unexpected error while a phase ran; recorded as its failure",
+        extra={
+            "environment": name,
+            "phase": str(phase),
+            "step": redact(where, secrets),
+            "error": redact(f"{type(e).__name__}: {e}", secrets),
+        },
+    )
+    chain: list[str] = []
+    cause: BaseException | None = e
+    while cause is not None and len(chain) < 8:
+        chain.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    frames = "".join(traceback.format_exception(e)).rstrip("\n")
+    return ErrorKind.CONFIGURATION, _one_line(f"unexpected error: {type(e).__name__}: {e}"), (*chain, frames)
+
+
+#: Longest summary of an unexpected error; the whole text is in the trace's error chain.
+_SUMMARY_CHARS = 300
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one printable line: an exception's text may hold newlines, NUL bytes, anything."""
+    line = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
+
+
+def redact_outputs(outputs: Mapping[str, str], secrets: frozenset[str]) -> dict[str, str]:
+    """Outputs as they may be stored: a value holding a secret becomes ``[REDACTED]`` (SPEC 4.2)."""
+    return {key: REDACTED if redact(value, secrets) != value else value for key, value in outputs.items()}
 
 
 def _display_path(path: Path) -> str:

@@ -151,6 +151,17 @@ class Workspace:
         )
 
 
+def default_data_dir(repository: pygit2.Repository) -> Path:
+    """``data/`` at the top of the work tree, wherever in it the command runs (SPEC 4.4).
+
+    A bare repository has no work tree: ``./data`` then.
+
+    Following the current directory would give ``cd environments && reconcile apply`` a second
+    data dir, and with it a fresh OpenTofu state for every environment.
+    """
+    return Path(repository.workdir) / "data" if repository.workdir else Path("data")
+
+
 def open_workspace(
     repo: Path,
     data_dir: Path | None = None,
@@ -173,7 +184,7 @@ def open_workspace(
     return Workspace(
         repo_path=root,
         repo=repository,
-        data_dir=(data_dir or Path("data")).absolute(),
+        data_dir=(data_dir if data_dir is not None else default_data_dir(repository)).absolute(),
         store_kind=store,
         signers=signers,
     )
