@@ -106,8 +106,10 @@ def _describe_error(root: type[BaseModel], data: Any, error: Any) -> tuple[tuple
             "an environment variable name is letters, digits and '_', not starting with a digit "
             "(no '=', space or empty name)"
         )
-    if kind == "less_than_equal" and error.get("ctx", {}).get("le") == MAX_SECONDS:
-        msg += " (7 days, the longest duration accepted)"
+    if kind == "int_parsing_size":
+        msg = "Input should be an integer that fits 64 bits"
+    if real and isinstance(real[-1], str) and real[-1].endswith("Seconds") and kind != "missing":
+        msg += f"; accepted: a duration in seconds, at most {MAX_SECONDS} (7 days)"
     got = error.get("input")
     if kind not in ("model_type", "dict_type", "list_type") and not isinstance(got, dict | list):
         shown = repr(got)
