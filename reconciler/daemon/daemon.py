@@ -106,6 +106,7 @@ class Daemon:
         self._said_no_desired = False  # "no desired state yet" is said once, not every poll
         #: Why the desired tip is not acted on (SPEC 10), ``None`` when it is; said once per tip.
         self._not_applied: str | None = None
+        self._config_refused: str | None = None  # why the newest reconciler.yaml is refused, said once
         self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
         self._checks_wanted: set[str] = set()
@@ -276,6 +277,18 @@ class Daemon:
             except (LookupError, ValueError, pygit2.GitError) as e:
                 logger.error("cannot load desired state", extra={"ref": ref, "error": str(e)})
                 return False
+            refused = snapshot.config_refused
+            if refused is not None:  # SPEC 2.4: the last valid one stays; this commit is not acted on
+                if refused != self._config_refused:
+                    kept = self._snapshot.commit if self._snapshot is not None else None
+                    logger.error(
+                        "desired state not applied",
+                        extra={"commit": commit, "acting_on": kept, "why": refused},
+                    )
+                self._config_refused = refused
+                self._loaded_tip = tip
+                return False
+            self._config_refused = None
             self._install(snapshot)
             self._loaded_tip = tip
             self.metrics.triggers.inc(source)

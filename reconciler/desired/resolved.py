@@ -77,6 +77,16 @@ class DesiredSnapshot:
     broken: Mapping[str, tuple[Problem, ...]] = field(default_factory=lambda: MappingProxyType({}))
     #: Every problem found, environment-specific or not, in path order.
     problems: tuple[Problem, ...] = ()
+    #: Why reconciler.yaml is refused; while there is one, nothing is acted on (SPEC 2.4).
+    config_problems: tuple[Problem, ...] = ()
+
+    @property
+    def config_refused(self) -> str | None:
+        """One message for commands that must not act: ``None`` when reconciler.yaml is valid."""
+        if not self.config_problems:
+            return None
+        found = "; ".join(str(p) for p in self.config_problems)
+        return f"reconciler.yaml is invalid, so nothing is acted on until it is fixed: {found}"
 
     @property
     def names(self) -> frozenset[str]:
