@@ -38,6 +38,7 @@ from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
 from reconciler.store.lock import holder_label
+from reconciler.store.message import person
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Local data: tofu state, traces, checkouts.")]
@@ -313,6 +314,8 @@ def history(
                         "at": r.at.isoformat(),
                         "desiredCommit": r.desired_commit,
                         "holder": r.holder,
+                        "actor": r.actor,
+                        "event": r.event,
                         "commit": r.commit_id,
                         "detail": r.detail,
                     }
@@ -322,7 +325,11 @@ def history(
             return
         for r in records:
             commit = (r.commit_id or "")[:10]
-            print(f"{r.at.isoformat()} {commit} {r.name}: {r.from_state} -> {r.to_state}".replace("  ", " "))
+            kind = "" if r.event == "transition" else f" [{r.event}]"
+            line = f"{r.at.isoformat()} {commit} {r.name}: {r.from_state} -> {r.to_state}{kind}"
+            print(line.replace("  ", " "))
+            if r.actor:
+                print(f"    by {r.actor}")
             if r.detail:
                 for line in r.detail.splitlines():
                     print(f"    {line}")
@@ -345,6 +352,7 @@ def _phase_command(phase: Phase) -> None:
             if problems:
                 raise _fail("\n".join(str(p) for p in problems))
             engine = ws.engine(snapshot)
+            engine.actor = person()
             engine.on_transition = lambda e: print(
                 f"{e.environment}: {e.from_state} -> {e.to_state}", flush=True
             )

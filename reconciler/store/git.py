@@ -25,7 +25,7 @@ import pygit2
 from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError
 from reconciler.store.errors import CorruptStateError, LostRace, StoreError
 from reconciler.store.lock import holder_label, this_holder
-from reconciler.store.message import TransitionMessage
+from reconciler.store.message import TRANSITION, TransitionMessage
 from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
 from reconciler.store.recovery import force_unlock
 
@@ -243,6 +243,8 @@ class GitStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> str:
         """The commit message of ``name``'s transition from ``from_state`` to ``after`` (SPEC 4.1)."""
         if after.name != name:
@@ -254,6 +256,8 @@ class GitStore:
             desired_commit=desired_commit,
             holder=holder_label(this_holder()),
             detail=detail,
+            actor=actor,
+            event=event,
         ).format()
 
     def tip_id(self) -> pygit2.Oid | None:
@@ -322,9 +326,17 @@ class GitStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         message = self.message_for(
-            name, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+            name,
+            after,
+            from_state=from_state,
+            desired_commit=desired_commit,
+            detail=detail,
+            actor=actor,
+            event=event,
         )
         data = after.to_json().encode()
         try:
@@ -373,6 +385,8 @@ class GitStore:
                         detail=msg.detail,
                         at=datetime.fromtimestamp(commit.commit_time, UTC),
                         commit_id=str(commit.id),
+                        actor=msg.actor,
+                        event=msg.event,
                     )
                 )
         return records

@@ -20,7 +20,10 @@ The reader copes with commits written before this (plain body paragraphs, no
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+import socket
 from dataclasses import dataclass
 
 SUBJECT_ARROW = " -> "
@@ -151,3 +154,17 @@ class TransitionMessage:
             actor=None if actor is None else unescape(actor),
             event=trailers.get(TRAILER_EVENT, TRANSITION),
         )
+
+
+def person() -> str:
+    """``<user>@<host>``: the actor of what a person ran by hand (SPEC 4.1)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid{os.getuid()}"
+    return one_line(f"{user}@{socket.gethostname()}")
+
+
+def author_actor(name: str, email: str) -> str:
+    """The actor of what was planned from a desired commit: its author as ``Name <email>``."""
+    return one_line(f"{name} <{email}>")

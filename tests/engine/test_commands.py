@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import git
 from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,6 +78,10 @@ def test_unlock_needs_the_right_lock_id(gitops: GitOpsRepo, tmp_path: Path) -> N
         assert isinstance(failure, dict)
         assert after["state"] == "provision_failed"
         assert failure["errorKind"] == "interrupted"
+        unlocked = git(
+            gitops.path, "log", "-1", "--format=%(trailers:key=Reconcile-Event,valueonly)", "reconciler/state"
+        )
+        assert unlocked.strip() == "unlock"
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()

@@ -1,0 +1,1 @@
+from tests.engine.conftest import gitops  # noqa: F401  (the GitOps repository fixture)
