@@ -21,5 +21,5 @@ def test_a_hostile_step_name_through_apply_cannot_forge_an_environment(gitops: G
     assert len(gitops.transitions("web")) == 3
     assert not any("victim" in t for t in trailers_of(gitops.path))
     history = json.loads(gitops.reconcile("history", "web", "--format", "json", check=True).stdout)
-    entries = history["events"] if isinstance(history, dict) else history
+    entries = history["events"]
     assert "Reconcile-Environment: victim" in (entries[0]["detail"] or "")

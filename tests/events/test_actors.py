@@ -56,7 +56,7 @@ def test_each_commit_says_who_and_what_kind(gitops: GitOpsRepo, tmp_path: Path) 
     ]
 
     history = json.loads(gitops.reconcile("history", "web", "--format", "json", check=True).stdout)
-    entries = history["events"] if isinstance(history, dict) else history
+    entries = history["events"]
     assert (entries[0]["actor"], entries[0]["event"]) == (me, "transition")
     assert (entries[2]["actor"], entries[2]["event"]) == (me, "retry")
     assert entries[-1]["actor"] == "Ada Lovelace <ada@example.com>"
