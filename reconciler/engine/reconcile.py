@@ -48,6 +48,7 @@ from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.steps.redact import REDACTED
 from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
 from reconciler.store.lock import is_stale, new_lock
+from reconciler.store.message import RECONCILER_ACTOR, author_actor, person
 from reconciler.store.recovery import recover_stale
 
 logger = logging.getLogger(__name__)
@@ -141,10 +142,14 @@ class Engine:
     on_output: Callable[[str, str], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prune: bool = False
+    #: A person's ``<user>@<host>`` when they ran this by hand: every commit is theirs (SPEC 4.1).
+    #: ``None``: what is planned from a desired commit is its author's, checks and recovery ``reconciler``'s.
+    actor: str | None = None
     #: Definitions of environments whose file is gone, as last applied, by (commit, name).
     _definitions: dict[tuple[str, str], ResolvedEnvironment | None] = field(default_factory=dict, repr=False)
     _definitions_cache: ParseCache = field(default_factory=ParseCache, repr=False)
     _definitions_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _authors: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- the verb -----------------------------------------------------------------------
 
@@ -351,14 +356,19 @@ class Engine:
         name = plan.name
         commit = snapshot.commit
         now = self.clock.now()
+        actor = self.actor_of(commit)
         if action.kind is ActionKind.CREATE:
             created = Environment.create(name, desired_commit=commit, at=now).into_any()
-            self._commit(name, observed, created, transitions, detail=action.reason)
+            self._commit(name, observed, created, transitions, detail=action.reason, actor=actor)
             return None
         if action.kind is ActionKind.RECREATE:
             assert observed is not None
             self._commit(
-                name, observed, recreate_env(observed.env, desired_commit=commit, at=now), transitions
+                name,
+                observed,
+                recreate_env(observed.env, desired_commit=commit, at=now),
+                transitions,
+                actor=actor,
             )
             return None
         if action.kind is ActionKind.RECOVER:
@@ -383,7 +393,32 @@ class Engine:
                 f"({observed.env.desired_commit or 'none'}) cannot be read; restore the file, or destroy "
                 "it by hand and remove its state (docs/recovery.md)"
             )
-        return self.run_phase(snapshot, desired, observed, action.phase, plan.next_attempt, transitions)
+        return self.run_phase(
+            snapshot, desired, observed, action.phase, plan.next_attempt, transitions, actor=actor
+        )
+
+    def actor_of(self, commit: str | None) -> str:
+        """Who a commit planned from desired commit ``commit`` is attributed to (SPEC 4.1)."""
+        if self.actor is not None:
+            return self.actor
+        if commit is None:
+            return person()  # a work tree's desired state: only a person applies that
+        with self._definitions_lock:
+            known = self._authors.get(commit)
+        if known is not None:
+            return known
+        try:
+            obj = self.repo.get(commit)
+        except (ValueError, pygit2.GitError):
+            obj = None
+        author = (
+            author_actor(obj.author.name, obj.author.email)
+            if isinstance(obj, pygit2.Commit)
+            else RECONCILER_ACTOR
+        )
+        with self._definitions_lock:
+            self._authors[commit] = author
+        return author
 
     def _commit(
         self,
@@ -393,6 +428,7 @@ class Engine:
         transitions: list[tuple[str, str]],
         *,
         detail: str | None = None,
+        actor: str | None = None,
     ) -> Observed:
         before = observed.env.state_name if observed else "none"
         result = self.store.apply(
@@ -402,6 +438,7 @@ class Engine:
             from_state=before,
             desired_commit=after.desired_commit,
             detail=detail,
+            actor=actor or self.actor or RECONCILER_ACTOR,
         )
         transitions.append((before, after.state_name))
         self._emit(TransitionEvent(name, before, after.state_name, detail))
@@ -421,19 +458,23 @@ class Engine:
         phase: Phase,
         attempt: int,
         transitions: list[tuple[str, str]] | None = None,
+        *,
+        actor: str | None = None,
     ) -> FailureContext | None:
         """Take the lock, run the phase's steps, commit success or failure.
 
         Returns the failure context, or ``None`` on success. ``LostRace`` from
-        taking the lock propagates: nothing ran.
+        taking the lock propagates: nothing ran. ``actor`` (default: ``self.actor``,
+        else the desired commit's author) is who the commits are attributed to.
         """
         transitions = transitions if transitions is not None else []
+        actor = actor or self.actor_of(snapshot.commit)
         name = desired.name
         timeout = float(desired.spec.timeout_seconds)
         started_at = self.clock.now()
         lock = new_lock(timeout, LOCK_GRACE_SECONDS, started_at)
         entering = start_phase(observed.env, phase, lock=lock, desired_commit=snapshot.commit, at=started_at)
-        held = self._commit(name, observed, entering, transitions)
+        held = self._commit(name, observed, entering, transitions, actor=actor)
 
         started = time.monotonic()
         deadline = started + timeout
@@ -509,7 +550,7 @@ class Engine:
                     outputs=redact_outputs(outputs, secrets),
                     at=finished_at,
                 )
-                self._finish(name, current, done, transitions)
+                self._finish(name, current, done, transitions, actor=actor)
                 return None
             except StoreError:
                 # The phase ran: a remote that stayed away, or a lost lock, is not its failure, and
@@ -554,6 +595,7 @@ class Engine:
                 fail_phase(current.env, failure, at=finished_at),
                 transitions,
                 detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+                actor=actor,
             )
         except StoreError:
             raise
@@ -570,7 +612,9 @@ class Engine:
             failure = failure.model_copy(
                 update={"failed_step": _one_line(failure.failed_step), "error_summary": _one_line(summary)}
             )
-            self._finish(name, current, fail_phase(current.env, failure, at=finished_at), transitions)
+            self._finish(
+                name, current, fail_phase(current.env, failure, at=finished_at), transitions, actor=actor
+            )
         return failure
 
     def _finish(
@@ -581,6 +625,7 @@ class Engine:
         transitions: list[tuple[str, str]],
         *,
         detail: str | None = None,
+        actor: str | None = None,
     ) -> Observed:
         """Commit the end of a phase that ran, retrying while the store cannot be reached.
 
@@ -593,7 +638,7 @@ class Engine:
         delay = 0.2
         while True:
             try:
-                return self._commit(name, current, after, transitions, detail=detail)
+                return self._commit(name, current, after, transitions, detail=detail, actor=actor)
             except (LostRace, PushRefused, CorruptStateError):
                 raise
             except StoreError as e:
@@ -667,7 +712,15 @@ class Engine:
         for phase in order[order.index(Phase(step_reapply)) : last + 1]:
             current = self.store.read(name)
             assert current is not None
-            failure = self.run_phase(snapshot, desired, current, phase, attempt=1, transitions=transitions)
+            failure = self.run_phase(
+                snapshot,
+                desired,
+                current,
+                phase,
+                attempt=1,
+                transitions=transitions,
+                actor=self.actor or RECONCILER_ACTOR,  # healing: the daemon's own, or `check --heal`'s
+            )
             if failure is not None:
                 return self._result(
                     name,
@@ -835,7 +888,9 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def reset_attempts(store: StateStore, name: str, *, now: datetime | None = None) -> Observed:
+def reset_attempts(
+    store: StateStore, name: str, *, now: datetime | None = None, actor: str | None = None
+) -> Observed:
     """``reconcile retry``: keep the failed state, set its attempt count to 0, as one commit.
 
     The planner retries a failure whose attempt is 0 at once, whatever the backoff.
@@ -857,4 +912,6 @@ def reset_attempts(store: StateStore, name: str, *, now: datetime | None = None)
         from_state=observed.env.state_name,
         desired_commit=observed.env.desired_commit,
         detail="retry requested: attempts reset",
+        actor=actor or person(),
+        event="retry",
     )
