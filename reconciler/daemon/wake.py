@@ -24,7 +24,7 @@ See docs/decisions/014-wake-by-difference.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pygit2
@@ -99,33 +99,9 @@ def changed_environments(old: DesiredSnapshot, new: DesiredSnapshot) -> set[str]
     return changed
 
 
-def dependents_index(snapshot: DesiredSnapshot) -> Mapping[str, frozenset[str]]:
-    """For each environment that others depend on, those that name it in ``dependsOn``."""
-    index: dict[str, set[str]] = {}
-    for name, env in snapshot.environments.items():
-        for dep in env.spec.depends_on:
-            index.setdefault(dep, set()).add(name)
-    return {name: frozenset(users) for name, users in index.items()}
-
-
-_INDEXES: dict[int, tuple[DesiredSnapshot, Mapping[str, frozenset[str]]]] = {}
-
-
-def _dependents_of(snapshot: DesiredSnapshot) -> Mapping[str, frozenset[str]]:
-    """``dependents_index``, kept for the last few snapshots (a daemon asks about the same two again)."""
-    hit = _INDEXES.get(id(snapshot))
-    if hit is not None and hit[0] is snapshot:
-        return hit[1]
-    index = dependents_index(snapshot)
-    if len(_INDEXES) >= 4:
-        _INDEXES.pop(next(iter(_INDEXES)))
-    _INDEXES[id(snapshot)] = (snapshot, index)
-    return index
-
-
 def with_dependents(names: Iterable[str], snapshots: Iterable[DesiredSnapshot]) -> set[str]:
     """``names`` and every environment that depends on one of them, transitively, in any of ``snapshots``."""
-    indexes = [_dependents_of(s) for s in snapshots]
+    indexes = [s.dependents for s in snapshots]
     found = set(names)
     pending = list(found)
     while pending:

@@ -258,15 +258,13 @@ class Engine:
     def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
         """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
         gone: dict[str, bool] = {}
-        for other in snapshot.environments.values():
-            if name not in other.depends_on:
-                continue
+        for other in sorted(snapshot.dependents.get(name, ())):
             try:
-                observed = self.store.read(other.name)
+                observed = self.store.read(other)
             except CorruptStateError:
-                gone[other.name] = False
+                gone[other] = False
                 continue
-            gone[other.name] = observed is None or observed.env.state_name == "destroyed"
+            gone[other] = observed is None or observed.env.state_name == "destroyed"
         return gone
 
     # -- actions ------------------------------------------------------------------------
