@@ -9,6 +9,7 @@ only cancellation ends a phase early, and it too is recorded (``interrupted``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -36,7 +37,7 @@ from reconciler.domain import (
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.domain.states import SUCCEEDED
-from reconciler.engine.checkout import ensure_checkout
+from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
@@ -375,8 +376,9 @@ class Engine:
         failed_step = f"{phase} phase"
         chain: tuple[str, ...] = ()
         tail = ""
+        leases = contextlib.ExitStack()
         try:
-            checkout = self._checkout(snapshot)
+            checkout = leases.enter_context(self._checkout(snapshot))
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
             for step in desired.steps(phase):
                 failed_step = step.describe()
@@ -422,6 +424,7 @@ class Engine:
             kind, summary = ErrorKind.FILESYSTEM, f"{type(e).__name__}: {e}"
             chain = (str(e),)
         finally:
+            leases.close()
             if phase_log is not None:
                 phase_log.close()
 
@@ -547,7 +550,14 @@ class Engine:
         steps = desired.steps("check")
         if not steps:
             return None
-        checkout = self._checkout(snapshot)
+        with self._checkout(snapshot) as checkout:
+            return self._checks_in(snapshot, desired, observed, checkout)
+
+    def _checks_in(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed, checkout: Path
+    ) -> tuple[str, str] | None:
+        """The first failing check step of ``desired`` run in ``checkout``: (phase to re-apply, why)."""
+        steps = desired.steps("check")
         outputs = dict(observed.env.outputs)
         try:
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
@@ -579,10 +589,11 @@ class Engine:
                 return step.reapply or "run", redact(outcome.summary, secrets | rendered.secrets)
         return None
 
-    def _checkout(self, snapshot: DesiredSnapshot) -> Path:
+    def _checkout(self, snapshot: DesiredSnapshot) -> contextlib.AbstractContextManager[Path]:
+        """The desired commit's export, kept as it is (never reused for another commit) until closed."""
         if snapshot.commit is None:
             raise OSError("desired state read from a work tree cannot be applied; commit it first")
-        return ensure_checkout(self.repo, snapshot.commit, self.data_dir)
+        return leased_checkout(self.repo, snapshot.commit, self.data_dir)
 
     def _open_phase_log(self, name: str, phase: Phase, started_at: datetime) -> PhaseLog | None:
         path = phase_log_path(self.data_dir, name, str(phase), started_at.strftime("%Y%m%d-%H%M%S"))
