@@ -447,12 +447,10 @@ class Daemon:
             except (KeyError, ValueError, pygit2.GitError) as e:
                 logger.debug("cannot compare state branch tips", extra={"error": str(e)})
                 return
-        relations = self._relations(snapshot)
         woken: set[str] = set()
         for name in changed:
-            woken.update(relations.get(name, ()))
-        for name in sorted(woken):
-            self._queue.add(name)  # refused unless it is of this daemon's shard
+            woken.update(self._related(snapshot, name))
+        self._queue.add_all(sorted(woken))  # refused unless it is of this daemon's shard
 
     # -- remote --------------------------------------------------------------------------
 
@@ -588,7 +586,7 @@ class Daemon:
             self._failures.pop(name, None)
             self._queue.forget(name)
             if result.transitions:  # only a change can change what the related ones may do
-                self._queue.add_all(self._relations(snapshot).get(name, ()))
+                self._queue.add_all(self._related(snapshot, name))
             return
         if result.outcome not in (Outcome.WAITING, Outcome.FAILED):
             self._queue.forget(name)  # blocked, invalid, ahead...: the next change or resync looks again
@@ -631,24 +629,15 @@ class Daemon:
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**n) * random.uniform(0.8, 1.2)  # noqa: S311
         self._queue.add_at(name, time.monotonic() + delay)
 
-    def _relations(self, snapshot: DesiredSnapshot) -> Mapping[str, frozenset[str]]:
-        """Per environment, those whose plan may change when it converges: its dependents and dependencies.
+    @staticmethod
+    def _related(snapshot: DesiredSnapshot, name: str) -> frozenset[str]:
+        """Those whose plan may change when ``name`` converges: its dependents and its dependencies.
 
-        Computed once per snapshot, so a converged environment costs a lookup, not a pass over the fleet.
+        A lookup in the snapshot's dependents index, not a pass over the fleet.
         """
-        cached = self._relations_of
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        related: dict[str, set[str]] = {}
-        for name, env in snapshot.environments.items():
-            for dep in env.depends_on:
-                related.setdefault(dep, set()).add(name)
-                related.setdefault(name, set()).add(dep)
-        index = {name: frozenset(others) for name, others in related.items()}
-        self._relations_of = (snapshot, index)
-        return index
-
-    _relations_of: tuple[DesiredSnapshot, Mapping[str, frozenset[str]]] | None = None
+        env = snapshot.environments.get(name)
+        dependencies = env.spec.depends_on if env is not None else ()
+        return snapshot.dependents.get(name, frozenset()).union(dependencies)
 
     # -- metrics and health ---------------------------------------------------------------
 

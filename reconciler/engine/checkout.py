@@ -24,7 +24,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,23 +104,28 @@ def _lease_path(root: Path, commit: str) -> Path:
     return root / f".{commit}.lease"
 
 
-#: Files changed up to this long before an export was sealed count as changed after it: a file's
-#: time stamp comes from a coarse clock that may lag the one ``time_ns`` reads.
-_CLOCK_MARGIN_NS = 50_000_000
-
-
 def _seal(root: Path, commit: str) -> None:
-    """Record when ``commit``'s export was complete: anything changed later was changed by a step."""
-    with open(_lease_path(root, commit), "r+" if _lease_path(root, commit).exists() else "w") as f:
-        f.truncate(0)  # the same file: a lease held on it stays held
-        f.write(str(time.time_ns() - _CLOCK_MARGIN_NS))
+    """Mark ``commit``'s export complete, by the lease file's time stamp.
+
+    The kernel stamps it with the clock that stamped the export's files, so a
+    file stamped later or at the same tick was changed by a step (or is
+    rewritten to be safe).
+    """
+    fd = os.open(_lease_path(root, commit), os.O_WRONLY | os.O_CREAT, 0o644)  # the same file: leases stay
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, b"sealed\n")
+    finally:
+        os.close(fd)
 
 
 def _sealed_at(root: Path, commit: str) -> int | None:
+    """The time stamp ``_seal`` left, ``None`` for an export that was never sealed."""
     try:
-        return int(_lease_path(root, commit).read_text().strip() or "x")
-    except (OSError, ValueError):
+        info = os.stat(_lease_path(root, commit))
+    except OSError:
         return None
+    return info.st_mtime_ns if info.st_size > 0 else None
 
 
 def _reuse(repo: pygit2.Repository, root: Path, commit: str, new_tree: pygit2.Tree) -> Path | None:
@@ -180,7 +184,12 @@ def _files(
 def _restore(repo: pygit2.Repository, tree: pygit2.Tree, dest: Path, sealed: int) -> None:
     """Make ``dest`` exactly ``tree`` again: remove what steps added, rewrite what they changed or removed."""
     expected = dict(_files(repo, tree))
-    directories = {rel[:i] for rel in expected for i in range(len(rel)) if rel[i] == "/"}
+    directories: set[str] = set()
+    for rel in expected:
+        cut = rel.rfind("/")
+        while cut > 0 and rel[:cut] not in directories:
+            directories.add(rel[:cut])
+            cut = rel.rfind("/", 0, cut)
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(dest):
         rel_dir = os.path.relpath(dirpath, dest)
