@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -92,3 +93,12 @@ class DesiredSnapshot:
     def names(self) -> frozenset[str]:
         """Every environment that has a file at this revision, valid or not."""
         return frozenset(self.environments) | frozenset(self.broken)
+
+    @cached_property
+    def dependents(self) -> Mapping[str, frozenset[str]]:
+        """For each environment others name in ``dependsOn``, those that do (computed once per snapshot)."""
+        index: dict[str, set[str]] = {}
+        for name, env in self.environments.items():
+            for dep in env.spec.depends_on:
+                index.setdefault(dep, set()).add(name)
+        return MappingProxyType({name: frozenset(users) for name, users in index.items()})

@@ -9,6 +9,7 @@ only cancellation ends a phase early, and it too is recorded (``interrupted``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ from reconciler.domain import (
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.domain.states import SUCCEEDED
-from reconciler.engine.checkout import ensure_checkout
+from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
@@ -332,15 +333,13 @@ class Engine:
     def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
         """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
         gone: dict[str, bool] = {}
-        for other in snapshot.environments.values():
-            if name not in other.depends_on:
-                continue
+        for other in sorted(snapshot.dependents.get(name, ())):
             try:
-                observed = self.store.read(other.name)
+                observed = self.store.read(other)
             except CorruptStateError:
-                gone[other.name] = False
+                gone[other] = False
                 continue
-            gone[other.name] = observed is None or observed.env.state_name == "destroyed"
+            gone[other] = observed is None or observed.env.state_name == "destroyed"
         return gone
 
     # -- actions ------------------------------------------------------------------------
@@ -487,8 +486,9 @@ class Engine:
         failed_step = f"{phase} phase"
         chain: tuple[str, ...] = ()
         tail = ""
+        leases = contextlib.ExitStack()
         try:
-            checkout = self._checkout(snapshot)
+            checkout = leases.enter_context(self._checkout(snapshot))
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
             for step in desired.steps(phase):
                 failed_step = step.describe()
@@ -536,6 +536,7 @@ class Engine:
         except Exception as e:  # SPEC 7: whatever broke, the phase ends failed and its lock is released
             kind, summary, chain = _unexpected(e, name, phase, failed_step, secrets)
         finally:
+            leases.close()
             if phase_log is not None:
                 phase_log.close()
 
@@ -755,7 +756,14 @@ class Engine:
         steps = desired.steps("check")
         if not steps:
             return None
-        checkout = self._checkout(snapshot)
+        with self._checkout(snapshot) as checkout:
+            return self._checks_in(snapshot, desired, observed, checkout)
+
+    def _checks_in(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed, checkout: Path
+    ) -> tuple[str, str] | None:
+        """The first failing check step of ``desired`` run in ``checkout``: (phase to re-apply, why)."""
+        steps = desired.steps("check")
         outputs = dict(observed.env.outputs)
         try:
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
@@ -787,10 +795,11 @@ class Engine:
                 return step.reapply or "run", redact(outcome.summary, secrets | rendered.secrets)
         return None
 
-    def _checkout(self, snapshot: DesiredSnapshot) -> Path:
+    def _checkout(self, snapshot: DesiredSnapshot) -> contextlib.AbstractContextManager[Path]:
+        """The desired commit's export, kept as it is (never reused for another commit) until closed."""
         if snapshot.commit is None:
             raise OSError("desired state read from a work tree cannot be applied; commit it first")
-        return ensure_checkout(self.repo, snapshot.commit, self.data_dir)
+        return leased_checkout(self.repo, snapshot.commit, self.data_dir)
 
     def _open_phase_log(self, name: str, phase: Phase, started_at: datetime) -> PhaseLog | None:
         path = phase_log_path(self.data_dir, name, str(phase), started_at.strftime("%Y%m%d-%H%M%S"))
