@@ -31,6 +31,7 @@ from reconciler.desired.loader import (
     RevisionError,
     definition_at,
     load_snapshot,
+    load_tree,
     load_worktree,
     resolve_revision,
 )
@@ -152,6 +153,13 @@ def make_report(
         before = load_snapshot(repo, base, cache=cache) if base is not None else None
     except RevisionError as e:
         raise PlanError(str(e)) from e
+    merged: pygit2.Tree | None = None
+    if before is not None and before.commit is not None and snapshot.commit is not None:
+        # A pull request is planned as its merge: what the base gained since the branch left it stays.
+        merged = _merge(
+            repo, before.commit, snapshot.commit, rev=rev or "the desired branch", base_name=base or ""
+        )
+        snapshot = load_tree(repo, merged, snapshot.commit, cache=cache)
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
         if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place
@@ -194,7 +202,7 @@ def make_report(
         problems=snapshot.problems,
         base=before.commit,
         base_plans=base_plans,
-        changed_files=_changed_environments(repo, before, snapshot),
+        changed_files=_changed_environments(repo, before, snapshot, merged),
         verification=verification,
     )
 
@@ -252,14 +260,39 @@ def _observed(repo_path: Path, state_ref: str) -> dict[str, AnyEnvironment | Unr
     return {name: item.env if isinstance(item, Observed) else item for name, item in found.items()}
 
 
+def _merge(repo: pygit2.Repository, base: str, head: str, *, rev: str, base_name: str) -> pygit2.Tree:
+    """The tree ``git merge`` of ``head`` into ``base`` would give; refused on a conflict."""
+    base_commit = repo[base].peel(pygit2.Commit)
+    head_commit = repo[head].peel(pygit2.Commit)
+    ancestor = repo.merge_base(base_commit.id, head_commit.id)
+    if ancestor is None:
+        raise PlanError(f"{rev} and {base_name} share no history: there is no merge to plan")
+    if ancestor == base_commit.id:
+        return head_commit.tree  # the branch is up to date with its base
+    if ancestor == head_commit.id:
+        return base_commit.tree  # everything the branch has is in its base already
+    index = repo.merge_trees(repo[ancestor].peel(pygit2.Tree), base_commit.tree, head_commit.tree)
+    if index.conflicts is not None:
+        paths = sorted({entry.path for entries in index.conflicts for entry in entries if entry is not None})
+        raise PlanError(
+            f"{rev} does not merge cleanly into {base_name}: conflicts in {', '.join(paths)}; "
+            f"merge {base_name} into the branch (or rebase it) and plan again"
+        )
+    tree = repo[index.write_tree(repo)]
+    assert isinstance(tree, pygit2.Tree)
+    return tree
+
+
 def _changed_environments(
-    repo: pygit2.Repository, before: DesiredSnapshot, after: DesiredSnapshot
+    repo: pygit2.Repository, before: DesiredSnapshot, after: DesiredSnapshot, merged: pygit2.Tree | None
 ) -> set[str]:
-    """Names whose ``environments/<name>.yaml`` differs between the two revisions."""
+    """Names whose ``environments/<name>.yaml`` differs between the base and what is planned."""
     changed = set(before.names ^ after.names)
     assert before.commit is not None
     base_tree = repo[before.commit].peel(pygit2.Tree)
-    if after.commit is None:
+    if merged is not None:
+        diff = base_tree.diff_to_tree(merged)
+    elif after.commit is None:
         diff = base_tree.diff_to_workdir()
     else:
         diff = base_tree.diff_to_tree(repo[after.commit].peel(pygit2.Tree))

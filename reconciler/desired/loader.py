@@ -290,6 +290,13 @@ def load_snapshot(
     return _load(GitTreeSource(repo, commit.tree), sha, cache or ParseCache())
 
 
+def load_tree(
+    repo: pygit2.Repository, tree: pygit2.Tree, label: str | None, *, cache: ParseCache | None = None
+) -> DesiredSnapshot:
+    """The desired state in ``tree``, one no commit holds yet (a pull request's merge), as ``label``."""
+    return _load(GitTreeSource(repo, tree), label, cache or ParseCache())
+
+
 def definition_at(
     repo: pygit2.Repository, commit: str | None, name: str, *, cache: ParseCache | None = None
 ) -> ResolvedEnvironment | None:

@@ -236,6 +236,49 @@ def test_pull_request_view_marks_what_the_merge_changes(gitops: GitOps) -> None:
     assert pending in markdown
 
 
+def test_a_branch_behind_its_base_is_planned_as_its_merge(gitops: GitOps) -> None:
+    """Issue 15: an environment added on main after the branch left is no "file removed" in the PR,
+    even with prune (the bundled workflow plans head.sha over base.sha)."""
+    converge(gitops, "database", "web")
+    gitops.write("reconciler.yaml", "apiVersion: reconciler/v1\nkind: Config\nprune: true\n")
+    fork = gitops.commit("prune")
+    git(gitops.path, "checkout", "-q", "-b", "feature")
+    gitops.write("environments/web.yaml", environment("web", dependsOn=["database"], suspend=True))
+    head = gitops.commit("suspend web")
+    git(gitops.path, "checkout", "-q", "main")
+    gitops.write("environments/slow.yaml", environment("slow"))
+    base = gitops.commit("add slow")
+    converge(gitops, "slow")
+    assert fork != base
+
+    result = gitops.plan("--rev", head, "--base", base, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    slow, web = env_json(result.stdout, "slow"), env_json(result.stdout, "web")
+    assert slow["fileChanged"] is False
+    assert slow["planChanged"] is False
+    assert "destroy" not in json.dumps(slow)
+    assert web["fileChanged"] is True
+    markdown = gitops.plan("--rev", head, "--base", base, "--format", "markdown").stdout
+    assert "**slow**" not in markdown
+    assert "destroy" not in markdown
+
+
+def test_a_branch_that_conflicts_with_its_base_is_refused_with_the_paths(gitops: GitOps) -> None:
+    base_commit = gitops.commit("start")
+    git(gitops.path, "checkout", "-q", "-b", "feature")
+    gitops.write("environments/web.yaml", environment("web", "configured", dependsOn=["database"]))
+    head = gitops.commit("web configured only")
+    git(gitops.path, "checkout", "-q", "main")
+    gitops.write("environments/web.yaml", environment("web", "provisioned", dependsOn=["database"]))
+    base = gitops.commit("web provisioned only")
+    assert base != base_commit
+
+    result = gitops.plan("--rev", head, "--base", base)
+    assert result.returncode == 1
+    assert "does not merge cleanly" in result.stderr
+    assert "environments/web.yaml" in result.stderr
+
+
 def test_pull_request_that_changes_nothing_says_so(gitops: GitOps) -> None:
     converge(gitops, "database", "web")
     base = git(gitops.path, "rev-parse", "HEAD").strip()
