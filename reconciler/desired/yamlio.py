@@ -120,6 +120,15 @@ def _safe() -> YAML:
     return yaml
 
 
+def _dates() -> YAML:
+    """A loader of its own for one scalar, used while ``_safe()`` is in the middle of a parse."""
+    yaml: YAML | None = getattr(_local, "dates", None)
+    if yaml is None:
+        yaml = YAML(typ="safe", pure=False)
+        _local.dates = yaml
+    return yaml
+
+
 def _round_trip() -> YAML:
     yaml: YAML | None = getattr(_local, "rt", None)
     if yaml is None:
@@ -247,7 +256,7 @@ def _check_plain(value: str) -> str | None:
                 return _int_refusal(value)
             if tag == _TIMESTAMP:
                 try:
-                    _safe().load(value)
+                    _dates().load(value)
                 except (ValueError, OverflowError, YAMLError):
                     return f"{value!r} is not a valid date; quote it to keep it a string"
             return None
