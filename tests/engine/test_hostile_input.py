@@ -316,3 +316,19 @@ def test_an_unexpected_error_while_loading_one_file_is_that_files_refusal_alone(
     assert apply.exception is None or isinstance(apply.exception, SystemExit)
     assert gitops.state("good")["state"] == "running"
     assert gitops.transitions("resolves-badly") == gitops.transitions("parses-badly") == []
+
+
+def test_a_key_holding_a_line_break_never_splits_a_problem_into_two_lines(gitops: GitOpsRepo) -> None:
+    """Found by the fuzz suite: ``str.splitlines`` breaks at \\x1e and \\u2028 as well as \\n."""
+    gitops.commit(
+        {
+            "environments/good.yaml": env_file("good", phases=SHELL),
+            "reconciler.yaml": 'apiVersion: reconciler/v1\nkind: Config\n"a\\x1eb\\u2028c\\nd": 1\n',
+        }
+    )
+    out = gitops.reconcile("validate")
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "reconciler.yaml:3:1: unknown field `a\\x1eb\\u2028c\\x0ad`; "
+        "accepted here: apiVersion, kind, branch, stateRef, remote, prune, identity, verify"
+    ]

@@ -147,6 +147,7 @@ def test_validate_never_crashes_and_never_blames_the_good_file(content: dict[str
 def test_validate_plan_apply_never_crash_and_a_bad_file_never_stops_another(
     content: dict[str, bytes], fake_runner: list[ArgvCheckingRunner]
 ) -> None:
+    fake_runner.clear()  # the fixture lives as long as the test, across examples
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
         commit_all(root, content)
