@@ -23,7 +23,7 @@ from reconciler.desired.loader import (
     misnamed_files,
 )
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
-from reconciler.desired.resolved import DesiredSnapshot, Problem
+from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
@@ -98,7 +98,7 @@ def validate(
         for problem in problems:
             typer.echo(str(problem))
         for warning in warnings:
-            typer.echo(f"{warning.path}:{warning.line}:{warning.col}: warning: {warning.message}")
+            typer.echo(one_line(f"{warning.path}:{warning.line}:{warning.col}: warning: {warning.message}"))
         where = snapshot.commit[:12] if snapshot.commit else "the work tree"
         warned = f"; {len(warnings)} warning(s)" if warnings else ""
         if problems:

@@ -32,7 +32,18 @@ class Problem:
     environment: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+        return one_line(f"{self.path}:{self.line}:{self.col}: {self.message}")
+
+
+# Every character ``str.splitlines`` breaks at, and the other C0/C1 controls: escaped, so that
+# a key or file name from the repository can never split one problem into two lines.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROLS.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control and line-separator characters escaped (``\\x1e``)."""
+    return text.translate(_CONTROLS)
 
 
 @dataclass(frozen=True)

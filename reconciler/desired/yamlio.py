@@ -54,8 +54,7 @@ _INT_DIGITS = len(str(INT_MIN))
 #: Past this many ``[``/``{`` a document may nest deep enough to hurt the C parser: walk it first.
 _FLOW_OPENERS = 1000
 # Many block indicators at a line start (``- - - x``), or a deep indentation: the same.
-_COMPACT = re.compile(r"^[ \t]*(?:[-?:][ \t]+){16}", re.MULTILINE)
-_DEEP_INDENT = re.compile(r"^ {200}", re.MULTILINE)
+_DEEP_BLOCK = re.compile(r"^(?: {200}|[ \t]*(?:[-?:][ \t]+){16})", re.MULTILINE)
 _TAB_HINT = "YAML is indented with spaces, never tabs: indent with spaces"
 _TAG_HINT = "write the plain value (in quotes if it must stay a string)"
 _NUL_HINT = "a string may not hold a NUL character (\\0); remove it"
@@ -121,6 +120,15 @@ def _safe() -> YAML:
     return yaml
 
 
+def _dates() -> YAML:
+    """A loader of its own for one scalar, used while ``_safe()`` is in the middle of a parse."""
+    yaml: YAML | None = getattr(_local, "dates", None)
+    if yaml is None:
+        yaml = YAML(typ="safe", pure=False)
+        _local.dates = yaml
+    return yaml
+
+
 def _round_trip() -> YAML:
     yaml: YAML | None = getattr(_local, "rt", None)
     if yaml is None:
@@ -148,11 +156,7 @@ def decode(data: bytes) -> str | YamlIssue:
 
 def _may_be_deep(text: str) -> bool:
     """Whether the document might nest deep enough to hurt the C parser (cheap; false alarms are fine)."""
-    return (
-        text.count("[") + text.count("{") > _FLOW_OPENERS
-        or _COMPACT.search(text) is not None
-        or _DEEP_INDENT.search(text) is not None
-    )
+    return text.count("[") + text.count("{") > _FLOW_OPENERS or _DEEP_BLOCK.search(text) is not None
 
 
 class _Frame:
@@ -252,7 +256,7 @@ def _check_plain(value: str) -> str | None:
                 return _int_refusal(value)
             if tag == _TIMESTAMP:
                 try:
-                    _safe().load(value)
+                    _dates().load(value)
                 except (ValueError, OverflowError, YAMLError):
                     return f"{value!r} is not a valid date; quote it to keep it a string"
             return None
@@ -366,18 +370,13 @@ def _scalar(node: Any) -> Any:
                     raise _Refusal(node, f"{value[:24]}... does not fit a finite number; write a smaller one")
                 return real
             raise _Fallback(tag)
-    if "\0" in value:
-        raise _Refusal(node, _NUL_HINT)
     return value
 
 
 def _construct(node: Any, depth: int = 1) -> Any:
     tag = node.ctag
     if tag is _QUOTED:
-        text: str = node.value
-        if "\0" in text:
-            raise _Refusal(node, _NUL_HINT)
-        return text
+        return node.value
     if tag is _PLAIN:
         return _scalar(node)
     if depth > MAX_DEPTH and (tag is _MAP or tag is _SEQ):
@@ -388,8 +387,6 @@ def _construct(node: Any, depth: int = 1) -> Any:
             key_tag = key_node.ctag
             if key_tag is _QUOTED:
                 key = key_node.value
-                if "\0" in key:
-                    raise _Refusal(key_node, _NUL_HINT)
             elif key_tag is _PLAIN:
                 key = _scalar(key_node)
             else:
@@ -433,7 +430,15 @@ def _fast_load(text: str) -> Any:
         node = parser.get_single_node()
         if node is None:
             return _NOT_FAST
-        return _construct(node)
+        data = _construct(node)
+        # A NUL reaches a string only through an escape (or raw, which the parser refuses).
+        if "\\" in text or "\0" in text:
+            found = _check_value(data)
+            if found is not None:
+                loc, message = found
+                line, col, _ = locate(text, loc)
+                return YamlIssue(line, col, f"`{field_path(loc)}`: {message}")
+        return data
     except _Refusal as e:
         return _issue(e.node.start_mark, _path_to(node, e.node), e.message)
     except (_Fallback, YAMLError, RecursionError):

@@ -68,6 +68,8 @@ def _leaves(value: object) -> list[object]:
         "n: 0x1fffffffffffffffff\n",
         "n: 99999999999999999999\n",
         "a: &x 1\nb: [*x, 99999999999999999999]\n",
+        "a: 2024-01-01\nb: [x, y]\nc: 2024-13-45\n",
+        "a: &x 1\nb: *x\nc: {d: 2024-02-30}\n",
     ],
 )
 def test_refusals_are_ruamels(text: str) -> None:

@@ -270,3 +270,65 @@ def test_a_configured_branch_is_the_desired_one_too(gitops: GitOpsRepo) -> None:
     out = gitops.reconcile("validate")
     assert out.returncode == 1
     assert "`stateRef`: 'refs/heads/prod' is the desired-state branch" in out.stdout
+
+
+def test_an_unexpected_error_while_loading_one_file_is_that_files_refusal_alone(
+    gitops: GitOpsRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a check has missed: the error is the file's, the repository still loads."""
+    from typer.testing import CliRunner
+
+    from reconciler.cli import app
+    from reconciler.desired import loader, yamlio
+
+    gitops.commit(
+        {
+            "environments/good.yaml": env_file("good", phases=SHELL),
+            "environments/resolves-badly.yaml": env_file("resolves-badly", phases=SHELL),
+            "environments/parses-badly.yaml": env_file("parses-badly", phases=SHELL) + "\n# parses badly\n",
+        }
+    )
+    real_resolve, real_load = loader._resolve, yamlio.load
+
+    def resolve(name: str, *args: object, **kwargs: object) -> object:
+        if name == "resolves-badly":
+            raise RuntimeError("a bug in a check")
+        return real_resolve(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def load(text: str) -> object:
+        if "parses badly" in text:
+            raise KeyError("another bug")
+        return real_load(text)
+
+    monkeypatch.setattr(loader, "_resolve", resolve)
+    monkeypatch.setattr(yamlio, "load", load)
+    runner = CliRunner()
+    validate = runner.invoke(app, ["validate", "--repo", str(gitops.path)])
+    assert validate.exit_code == 1
+    assert validate.stdout.splitlines() == [
+        "environments/parses-badly.yaml:1:1: this file cannot be loaded (KeyError: 'another bug'); "
+        "it is left alone until it changes: simplify the value at fault, and report it as a bug",
+        "environments/resolves-badly.yaml:1:1: this file cannot be loaded (RuntimeError: a bug in a check); "
+        "it is left alone until it changes: simplify the value at fault, and report it as a bug",
+    ]
+    apply = runner.invoke(app, ["apply", "--repo", str(gitops.path), "--data-dir", str(gitops.data)])
+    assert apply.exit_code == 1
+    assert apply.exception is None or isinstance(apply.exception, SystemExit)
+    assert gitops.state("good")["state"] == "running"
+    assert gitops.transitions("resolves-badly") == gitops.transitions("parses-badly") == []
+
+
+def test_a_key_holding_a_line_break_never_splits_a_problem_into_two_lines(gitops: GitOpsRepo) -> None:
+    """Found by the fuzz suite: ``str.splitlines`` breaks at \\x1e and \\u2028 as well as \\n."""
+    gitops.commit(
+        {
+            "environments/good.yaml": env_file("good", phases=SHELL),
+            "reconciler.yaml": 'apiVersion: reconciler/v1\nkind: Config\n"a\\x1eb\\u2028c\\nd": 1\n',
+        }
+    )
+    out = gitops.reconcile("validate")
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "reconciler.yaml:3:1: unknown field `a\\x1eb\\u2028c\\x0ad`; "
+        "accepted here: apiVersion, kind, branch, stateRef, remote, prune, identity, verify"
+    ]
