@@ -9,6 +9,7 @@ only cancellation ends a phase early, and it too is recorded (``interrupted``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 MAX_ACTIONS = 32
 #: How often a lost compare-and-swap is retried before the turn gives up.
 MAX_LOST_RACES = 8
+#: How often the success of a phase that ran is offered to a failing state store before giving up.
+SUCCESS_COMMIT_TRIES = 4
 #: Added to a phase's timeout to make its lock's expiry.
 LOCK_GRACE_SECONDS = 60.0
 
@@ -498,18 +501,29 @@ class Engine:
         current = self._still_held(name, phase, lock)
 
         if kind is None:
+            stored = redact_outputs(outputs, secrets)
+            phase_hash = desired.phase_hashes.get(phase)
             try:
-                done = succeed_phase(
-                    current.env,
-                    phase_hash=desired.phase_hashes.get(phase),
-                    outputs=redact_outputs(outputs, secrets),
-                    at=finished_at,
-                )
-                self._commit(name, current, done, transitions)
-                return None
-            except LostRace:
+                for tries in itertools.count(1):
+                    done = succeed_phase(current.env, phase_hash=phase_hash, outputs=stored, at=finished_at)
+                    try:
+                        self._commit(name, current, done, transitions)
+                        return None
+                    except LostRace:
+                        raise
+                    except StoreError as e:
+                        # The phase ran: recording a failure would run it again. A store error is
+                        # temporary, so the success is recorded again; still failing, it propagates.
+                        if tries >= SUCCESS_COMMIT_TRIES or self.cancel.wait(0.2 * 2**tries):
+                            raise
+                        logger.warning(
+                            "could not record the phase's success; trying again",
+                            extra={"environment": name, "phase": str(phase), "error": str(e)},
+                        )
+                        current = self._still_held(name, phase, lock)
+            except StoreError:
                 raise
-            except Exception as e:  # recording the success failed: record a failure instead
+            except Exception as e:  # the success cannot be recorded at all (a bug): record a failure instead
                 kind, summary, chain = _unexpected(e, name, phase, "recording the phase's success", secrets)
                 failed_step = f"{phase} phase (recording its success)"
                 current = self._still_held(name, phase, lock)
