@@ -501,9 +501,9 @@ class Engine:
         current = self._still_held(name, phase, lock)
 
         if kind is None:
-            stored = redact_outputs(outputs, secrets)
-            phase_hash = desired.phase_hashes.get(phase)
             try:
+                stored = redact_outputs(outputs, secrets)
+                phase_hash = desired.phase_hashes.get(phase)
                 for tries in itertools.count(1):
                     done = succeed_phase(current.env, phase_hash=phase_hash, outputs=stored, at=finished_at)
                     try:

@@ -159,14 +159,19 @@ class _BadOutputs(LocalStepRunner):
         return dataclasses.replace(outcome, outputs=MappingProxyType({"ip": object()}))
 
 
+@pytest.mark.parametrize("secret", [None, "s3cr3t-value"], ids=["no-secret", "with-a-secret"])
 def test_an_error_while_recording_success_is_recorded_as_the_failure(
-    gitops: GitOpsRepo, tmp_path: Path
+    gitops: GitOpsRepo, tmp_path: Path, secret: str | None
 ) -> None:
-    gitops.commit({"environments/web.yaml": env_file("web", phases=counting_phases(tmp_path / "e.log"))})
+    extra: dict[str, Any] = {"vars": {"token": {"fromEnv": "WEB_TOKEN"}}} if secret else {}
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", phases=counting_phases(tmp_path / "e.log"), **extra)}
+    )
     ws = open_workspace(gitops.path, gitops.data)
     snapshot = ws.desired()
 
-    result = ws.engine(snapshot, runner=_BadOutputs()).reconcile(snapshot, "web")
+    engine = ws.engine(snapshot, runner=_BadOutputs(), environ={"WEB_TOKEN": secret} if secret else {})
+    result = engine.reconcile(snapshot, "web")
 
     assert result.outcome is Outcome.FAILED
     state = _state(gitops, "web")
