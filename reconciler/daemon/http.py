@@ -60,9 +60,15 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def _cut_off(self) -> None:
-        """The request took too long to arrive (or be answered): the pending read or write fails."""
+        """The request took too long to arrive: the pending read fails and the connection closes."""
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed and self.command != "POST":
+            self._deadline.cancel()  # arrived; a long answer (a stream) is not cut off
+        return parsed
 
     def _send(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
         data = body.encode()
@@ -100,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(413, "payload too large\n")
             return
         body = self.rfile.read(length)
+        self._deadline.cancel()
         if len(body) < length:
             self.close_connection = True
             self._send(400, f"body shorter than its Content-Length ({len(body)} of {length} bytes)\n")

@@ -557,7 +557,7 @@ class Engine:
                 # The phase ran: a remote that stayed away, or a lost lock, is not its failure, and
                 # recording one would have it run again.
                 raise
-            except Exception as e:  # recording the success failed: record a failure instead
+            except Exception as e:  # the success cannot be recorded at all (a bug): record a failure instead
                 kind, summary, chain = _unexpected(e, name, phase, "recording the phase's success", secrets)
                 failed_step = f"{phase} phase (recording its success)"
                 current = self._still_held(name, phase, lock)

@@ -170,3 +170,28 @@ def test_the_daemon_logs_no_traceback_for_clients_that_lie_or_vanish(
     output = daemon.output()
     assert "Traceback" not in output
     assert output.count("http client went away") <= 20  # one line per vanished client at most
+
+
+def test_the_deadline_is_for_the_request_to_arrive_not_for_the_answer() -> None:
+    """A request that arrived in time is answered in full, however long the answer takes."""
+
+    def slow_metrics() -> str:
+        time.sleep(1.5)
+        return "m 1\n"
+
+    server = HttpEndpoints(
+        "127.0.0.1",
+        0,
+        Endpoints(healthy=lambda: (True, "ok"), metrics=slow_metrics, hook=_hook),
+        read_timeout=0.5,
+        request_deadline=1.0,
+    )
+    server.start()
+    try:
+        with _connect(server.port) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = _read_all(sock)
+    finally:
+        server.stop()
+    assert response.startswith(b"HTTP/1.0 200")
+    assert response.endswith(b"m 1\n")

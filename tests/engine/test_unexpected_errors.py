@@ -24,6 +24,7 @@ from reconciler.engine.apply import apply_environments
 from reconciler.engine.reconcile import Outcome
 from reconciler.engine.workspace import open_workspace
 from reconciler.steps import LocalStepRunner, StepContext, StepOutcome
+from reconciler.store import StoreError
 from tests.conftest import git
 from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
 
@@ -158,14 +159,19 @@ class _BadOutputs(LocalStepRunner):
         return dataclasses.replace(outcome, outputs=MappingProxyType({"ip": object()}))
 
 
+@pytest.mark.parametrize("secret", [None, "s3cr3t-value"], ids=["no-secret", "with-a-secret"])
 def test_an_error_while_recording_success_is_recorded_as_the_failure(
-    gitops: GitOpsRepo, tmp_path: Path
+    gitops: GitOpsRepo, tmp_path: Path, secret: str | None
 ) -> None:
-    gitops.commit({"environments/web.yaml": env_file("web", phases=counting_phases(tmp_path / "e.log"))})
+    extra: dict[str, Any] = {"vars": {"token": {"fromEnv": "WEB_TOKEN"}}} if secret else {}
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", phases=counting_phases(tmp_path / "e.log"), **extra)}
+    )
     ws = open_workspace(gitops.path, gitops.data)
     snapshot = ws.desired()
 
-    result = ws.engine(snapshot, runner=_BadOutputs()).reconcile(snapshot, "web")
+    engine = ws.engine(snapshot, runner=_BadOutputs(), environ={"WEB_TOKEN": secret} if secret else {})
+    result = engine.reconcile(snapshot, "web")
 
     assert result.outcome is Outcome.FAILED
     state = _state(gitops, "web")
@@ -265,3 +271,56 @@ def test_a_failure_record_that_is_refused_is_recorded_again_plainer(gitops: GitO
         "web: created -> provisioning",
         "web: provisioning -> provision_failed",
     ]
+
+
+class _FlakyOnSuccess:
+    """The real state store, except that the first ``refusals`` success records fail as a store error."""
+
+    def __init__(self, inner: Any, refusals: int) -> None:
+        self.inner = inner
+        self.refusals = refusals
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def apply(self, name: str, version: Any, after: Any, **kwargs: Any) -> Any:
+        if after.state_name == "provisioned" and self.refusals > 0:
+            self.refusals -= 1
+            raise StoreError("the remote did not answer")
+        return self.inner.apply(name, version, after, **kwargs)
+
+
+def test_a_store_error_recording_success_is_retried_never_turned_into_a_failure(
+    gitops: GitOpsRepo, tmp_path: Path
+) -> None:
+    """A failure recorded for a phase that ran would run it twice: the success is recorded again."""
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(log))})
+    ws = open_workspace(gitops.path, gitops.data)
+    snapshot = ws.desired()
+    engine = ws.engine(snapshot)
+    engine.store = _FlakyOnSuccess(engine.store, refusals=2)  # type: ignore[assignment]
+
+    result = engine.reconcile(snapshot, "web")
+
+    assert result.outcome is Outcome.CONVERGED
+    assert log.read_text().splitlines() == ["provision web"]
+    assert gitops.transitions("web")[-1] == "web: provisioning -> provisioned"
+
+
+def test_a_store_that_keeps_failing_is_a_store_error_not_a_failure(
+    gitops: GitOpsRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reconciler.engine.reconcile.FINISH_RETRY_SECONDS", 1.0)
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(log))})
+    ws = open_workspace(gitops.path, gitops.data)
+    snapshot = ws.desired()
+    engine = ws.engine(snapshot)
+    engine.store = _FlakyOnSuccess(engine.store, refusals=100)  # type: ignore[assignment]
+
+    with pytest.raises(StoreError, match="did not answer"):
+        engine.reconcile(snapshot, "web")
+
+    assert _state(gitops, "web")["state"] == "provisioning"  # no failure recorded: it did not fail
+    assert log.read_text().splitlines() == ["provision web"]
