@@ -33,6 +33,7 @@ from reconciler.cli.events_view import (
     parse_time,
     query_events,
     resolve_moment,
+    unknown_names,
 )
 from reconciler.cli.options import (
     EXIT_FAILURE,
@@ -464,14 +465,14 @@ def history(
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
-        if names:
-            known = known_names(st, set(snapshot.names))
-            missing = [n for n in names if n not in known]
-            if missing:
-                raise _fail(
-                    f"unknown environment '{missing[0]}': it is not declared and has no history "
-                    f"(known: {', '.join(sorted(known)) or 'none'})"
-                )
+        missing = unknown_names(st, set(snapshot.names), names or [])
+        if missing:
+            known = sorted(known_names(st, set(snapshot.names)))
+            shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+            raise _fail(
+                f"unknown environment '{missing[0]}': it is not declared and has no history "
+                f"(known: {shown or 'none'})"
+            )
         events = query_events(st, query)
         if fmt is OutputFormat.JSON:
             _print_json(history_json(events))
