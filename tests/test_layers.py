@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "store": {"domain"},
     "steps": {"domain"},
     "planner": {"domain", "desired"},
+    "notify": {"domain", "desired", "store"},
 }
 FORBIDDEN: dict[str, set[str]] = {
     "engine": {"cli", "daemon"},

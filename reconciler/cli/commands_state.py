@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from reconciler.cli.events_view import (
     parse_time,
     query_events,
     resolve_moment,
+    unknown_names,
 )
 from reconciler.cli.options import (
     EXIT_FAILURE,
@@ -41,6 +43,7 @@ from reconciler.cli.options import (
     OutputFormat,
     signers_path,
 )
+from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
@@ -48,6 +51,7 @@ from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
+from reconciler.notify.feed import NotificationFeed, blocked, open_feed
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
 from reconciler.store.git import GitStore
@@ -76,6 +80,9 @@ AtOption = Annotated[
 Store = Annotated[
     str, typer.Option("--store", help="git (the state branch) or file (<data>/<name>/state.json).")
 ]
+
+#: How long ``apply`` waits at exit for notifications still being delivered (``--notify-wait``).
+NOTIFY_WAIT_SECONDS = 10.0
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # a path:line:col line stays one line
 
@@ -154,9 +161,19 @@ def apply(
             show_default=False,
         ),
     ] = None,
+    notify_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-wait",
+            metavar="DURATION",
+            help="How long to wait at exit for notifications still being delivered (default 10s).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
     wait_seconds = _lock_timeout(lock_timeout)
+    wait_notify = _duration(notify_wait, "--notify-wait", NOTIFY_WAIT_SECONDS)
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         engine = ws.engine(snapshot)
@@ -177,7 +194,17 @@ def apply(
             holder = holder_label(lock.holder)
             err.print(f"{name}: locked by {holder}; waiting up to {seconds:.1f}s for it", markup=False)
 
-        engine.on_transition = progress
+        feed = open_feed(snapshot, event_log(engine.store), os.environ, on_problem=_notice)
+        if feed is not None:
+            pump = feed.pump
+
+            def progress_and_notify(event: TransitionEvent) -> None:
+                progress(event)
+                pump()
+
+            engine.on_transition = progress_and_notify
+        else:
+            engine.on_transition = progress
         try:
             with _interruptible(engine):
                 if live:
@@ -197,19 +224,45 @@ def apply(
         except UnknownEnvironment as e:
             raise _fail(str(e)) from e
         _report(results, fmt, snapshot.commit)
+        if feed is not None:
+            _notify_outcomes(feed, snapshot, results, wait_notify)
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
+
+
+def _notify_outcomes(
+    feed: NotificationFeed, snapshot: DesiredSnapshot, results: list[ReconcileResult], wait_seconds: float
+) -> None:
+    """Tell the sinks how each environment ended, then wait a bounded time for the deliveries."""
+    for r in results:
+        attempt = r.failure.attempt if r.failure is not None else None
+        desired = snapshot.environments.get(r.name)
+        feed.outcome(
+            r.name,
+            str(r.outcome),
+            state=r.state,
+            desired_commit=snapshot.commit if desired is not None else None,
+            changed=bool(r.transitions),
+            blocked=blocked(snapshot, r.name, attempt),
+            summary=r.reason,
+        )
+    if not feed.notifier.close(wait_seconds):
+        _notice(f"notifications still undelivered after {wait_seconds:g}s; giving up on them (see the log)")
 
 
 def _lock_timeout(value: str | None) -> float:
     """``--lock-timeout`` in seconds; a bad value is a usage error saying what would be accepted."""
+    return _duration(value, "--lock-timeout", 0.0)
+
+
+def _duration(value: str | None, option: str, default: float) -> float:
     if value is None:
-        return 0.0
+        return default
     from reconciler.daemon.durations import parse_duration  # the daemon's syntax; imported only when given
 
     try:
         return parse_duration(value)
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="'--lock-timeout'") from e
+        raise typer.BadParameter(str(e), param_hint=f"'{option}'") from e
 
 
 def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | None) -> None:
@@ -421,14 +474,14 @@ def history(
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
-        if names:
-            known = known_names(st, set(snapshot.names))
-            missing = [n for n in names if n not in known]
-            if missing:
-                raise _fail(
-                    f"unknown environment '{missing[0]}': it is not declared and has no history "
-                    f"(known: {', '.join(sorted(known)) or 'none'})"
-                )
+        missing = unknown_names(st, set(snapshot.names), names or [])
+        if missing:
+            known = sorted(known_names(st, set(snapshot.names)))
+            shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+            raise _fail(
+                f"unknown environment '{missing[0]}': it is not declared and has no history "
+                f"(known: {shown or 'none'})"
+            )
         events = query_events(st, query)
         if fmt is OutputFormat.JSON:
             _print_json(history_json(events))

@@ -7,14 +7,14 @@ commit written at or before it is the moment shown.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pygit2
 
-from reconciler.store import CorruptState, Observed, StateStore
+from reconciler.store import StateStore
 from reconciler.store.events import Event, EventLog, EventQuery, filter_events
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteStore
@@ -56,6 +56,25 @@ def query_events(store: StateStore, query: EventQuery) -> list[Event]:
     if log is not None:
         return log.events(query)
     return filter_events((Event.from_record(r) for r in store.history(None, None)), query)
+
+
+def unknown_names(store: StateStore, declared: set[str], names: Sequence[str]) -> list[str]:
+    """Those of ``names`` neither declared, nor observed, nor ever in the history (asks the index first)."""
+    asked = [n for n in names if n not in declared]
+    if not asked:
+        return []
+    log = event_log(store)
+    if log is not None:
+        db = log.sync()
+        asked = [
+            n
+            for n in asked
+            if db.execute("SELECT 1 FROM commits WHERE env = ? LIMIT 1", (n,)).fetchone() is None
+        ]
+    if not asked:
+        return []
+    known = known_names(store, declared)
+    return [n for n in asked if n not in known]
 
 
 def known_names(store: StateStore, declared: set[str]) -> set[str]:
@@ -101,9 +120,9 @@ def resolve_moment(repo: pygit2.Repository, log: EventLog, when: str) -> Moment 
 
 def fleet_at(store: GitStore, moment: Moment) -> dict[str, Any]:
     """``status --at``: every environment as the state branch recorded it then (SPEC 5's JSON)."""
-    states = store.read_all_at(moment.commit)
-    last = store.events.last_transitions(states, before=moment.commit)
-    rows = [_row(name, item, last.get(name)) for name, item in states.items()]
+    documents = store.documents_at(moment.commit)
+    last = store.events.last_transitions(documents, before=moment.commit)
+    rows = [_row(name, doc, last.get(name)) for name, doc in documents.items()]
     return {
         "formatVersion": FORMAT_VERSION,
         "at": _time(moment.at),
@@ -112,12 +131,11 @@ def fleet_at(store: GitStore, moment: Moment) -> dict[str, Any]:
     }
 
 
-def _row(name: str, item: Observed | CorruptState, last: Event | None) -> dict[str, Any]:
+def _row(name: str, doc: dict[str, Any] | str, last: Event | None) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, "state": None, "desiredCommit": None, "lock": None, "failure": None}
-    if isinstance(item, CorruptState):
-        row.update(state="corrupt", failure={"errorSummary": item.error})
+    if isinstance(doc, str):
+        row.update(state="corrupt", failure={"errorSummary": doc})
     else:
-        doc = json.loads(item.env.to_json())
         row.update(
             state=doc.get("state"),
             desiredCommit=doc.get("desiredCommit"),

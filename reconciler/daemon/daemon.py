@@ -48,6 +48,8 @@ from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupEr
 from reconciler.engine.apply import targets
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
+from reconciler.notify import DeliveryStats, NotificationFeed
+from reconciler.notify.feed import blocked, open_feed
 from reconciler.planner import Verdict
 from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import CorruptState, StateStore, StoreError
@@ -63,6 +65,12 @@ BACKOFF_CAP_SECONDS = 30.0
 CHECK_BACKOFF_CAP_SECONDS = 3600.0
 #: Share of ``--interval`` a fetch is moved by at random, so many daemons do not fetch in step.
 FETCH_JITTER = 0.1
+
+
+#: How often new state-branch events are looked for, to notify while phases run.
+NOTIFY_POLL_SECONDS = 0.5
+#: How long a stopping daemon waits for notifications still being delivered.
+NOTIFY_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,10 @@ class Daemon:
         self._state_seen_lock = threading.Lock()
         self._state_repo: pygit2.Repository | None = None
         self.metrics = DaemonMetrics(environments=self._environment_counts, queue_depth=self._queue_depth)
+        #: Notifications (SPEC 9): rebuilt when ``notify`` in reconciler.yaml changes.
+        self._feed: NotificationFeed | None = None
+        self._feed_key: object = None
+        self._notify_stats = DeliveryStats(on_count=self.metrics.notifications.inc)
         self.metrics.shard.set(1.0, str(self.shard.index), str(self.shard.count))
 
     # -- public ----------------------------------------------------------------------
@@ -162,6 +174,9 @@ class Daemon:
         ticker = threading.Thread(target=self._ticker, name="ticker", daemon=True)
         ticker.start()
         self._threads.append(ticker)
+        notify = threading.Thread(target=self._notify_pump, name="notify-feed", daemon=True)
+        notify.start()
+        self._threads.append(notify)
         if self.settings.watch:
             self._watch = RefWatch(self._git_dir, self._on_ref_change)
             self._watch.start()
@@ -206,6 +221,10 @@ class Daemon:
                 t.join(timeout=15.0)
         for t in self._threads:
             t.join(timeout=5.0)
+        feed = self._feed
+        if feed is not None:
+            feed.pump()
+            feed.notifier.close(NOTIFY_DRAIN_SECONDS)
         if self._http is not None:
             self._http.stop()
         logger.info("daemon stopped")
@@ -393,8 +412,53 @@ class Daemon:
                 self._store, self._engine = store, engine
         with self._state_lock:
             self._snapshot = snapshot
+        self._install_notifications(snapshot)
         for problem in snapshot.problems:
             logger.warning("refused: %s", problem, extra={"environment": problem.environment})
+
+    def _install_notifications(self, snapshot: DesiredSnapshot) -> None:
+        """(Re)build the notification feed when ``notify`` or the state branch changed."""
+        config = snapshot.config
+        key = (tuple(config.notify), config.state_ref)
+        if key == self._feed_key:
+            return
+        self._feed_key = key
+        old, self._feed = self._feed, None
+        if old is not None:
+            old.notifier.close(0.0)
+        store = self.workspace.store_for(snapshot)
+        log = store.events if isinstance(store, GitStore) else None
+        self._feed = open_feed(
+            snapshot, log, self._environ, labels_of=self._labels_of, stats=self._notify_stats
+        )
+
+    def _labels_of(self, name: str) -> Mapping[str, str]:
+        with self._state_lock:
+            snapshot = self._snapshot
+        desired = snapshot.environments.get(name) if snapshot is not None else None
+        return desired.labels if desired is not None else {}
+
+    def _notify_pump(self) -> None:
+        """Send this daemon's new state-branch events while phases run (a pending status, a failure)."""
+        while not self._stop.wait(NOTIFY_POLL_SECONDS):
+            feed = self._feed
+            if feed is not None:
+                feed.pump()
+
+    def _notify_outcome(self, snapshot: DesiredSnapshot, result: ReconcileResult) -> None:
+        feed = self._feed
+        if feed is None:
+            return
+        attempt = result.failure.attempt if result.failure is not None else None
+        feed.outcome(
+            result.name,
+            str(result.outcome),
+            state=result.state,
+            desired_commit=snapshot.commit if result.name in snapshot.environments else None,
+            changed=bool(result.transitions),
+            blocked=blocked(snapshot, result.name, attempt),
+            summary=result.reason,
+        )
 
     def _current(self) -> tuple[DesiredSnapshot, Engine] | None:
         with self._state_lock:
@@ -585,6 +649,7 @@ class Daemon:
             self._retry_later(name)
             return
         self.metrics.reconciles.inc(str(result.outcome))
+        self._notify_outcome(snapshot, result)
         if result.transitions or result.outcome is not Outcome.CONVERGED:
             logger.info(
                 "reconciled",

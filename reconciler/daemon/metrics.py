@@ -200,6 +200,13 @@ class DaemonMetrics:
                 ["by"],
             )
         )
+        self.notifications = r.register(
+            Counter(
+                "reconcile_notifications_total",
+                "Notification deliveries (SPEC 9), by sink and result: delivered, retried, failed, dropped.",
+                ["sink", "result"],
+            )
+        )
         self.webhooks = r.register(
             Counter("reconcile_webhook_deliveries_total", "Webhook deliveries, by HTTP status.", ["status"])
         )

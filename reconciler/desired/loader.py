@@ -732,6 +732,7 @@ def _resolve(
         phases=MappingProxyType(phases),
         phase_hashes=MappingProxyType(hashes),
         blob_id=blob_id,
+        labels=MappingProxyType(dict(env.metadata.labels)),
     )
     return _Resolution(resolved, tuple(sorted(probed.items())))
 

@@ -220,6 +220,64 @@ class Verify(Schema):
     signatures: SignaturePolicy = SignaturePolicy.OFF
 
 
+class NotifyEvent(StrEnum):
+    """What a notification sink may subscribe to (SPEC 9)."""
+
+    TRANSITION = "transition"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CONVERGED = "converged"
+    DRIFT = "drift"
+    IN_SYNC = "in-sync"
+
+
+class WebhookSink(Schema):
+    """POST of one JSON event, signed ``X-Reconcile-Signature-256`` with the secret."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    secret: SecretRef | None = None
+
+
+class GithubSink(Schema):
+    """A commit status on the desired commit, context ``reconcile/<environment>``."""
+
+    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+    token: SecretRef
+    api_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = "https://api.github.com"
+
+
+class SlackSink(Schema):
+    """A Slack incoming webhook; its URL is a secret."""
+
+    url: SecretRef
+
+
+class NotifySink(Schema):
+    """One entry of ``notify``: exactly one of ``webhook``, ``github``, ``slack``."""
+
+    webhook: WebhookSink | None = None
+    github: GithubSink | None = None
+    slack: SlackSink | None = None
+    #: Default: every event.
+    events: list[NotifyEvent] | None = None
+    #: Labels an environment must all have (``{team: tracker}``) for its events to be sent here.
+    selector: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NotifySink:
+        kinds = [k for k in ("webhook", "github", "slack") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a notify entry has exactly one of webhook, github, slack "
+                f"(found {', '.join(kinds) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "webhook" if self.webhook else "github" if self.github else "slack"
+
+
 class ConfigFile(Schema):
     """``reconciler.yaml``; every field optional."""
 
@@ -231,6 +289,7 @@ class ConfigFile(Schema):
     prune: bool = False
     identity: Identity = Field(default_factory=Identity)
     verify: Verify = Field(default_factory=Verify)
+    notify: list[NotifySink] = Field(default_factory=list)
 
     @field_validator("branch")
     @classmethod

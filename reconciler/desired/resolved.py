@@ -64,6 +64,8 @@ class ResolvedEnvironment:
     phase_hashes: Mapping[Phase, str]
     #: The blob id of the environment file, for caching and change detection.
     blob_id: str = ""
+    #: ``metadata.labels`` (selectors: notification sinks, ``-l``).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def desired_state(self) -> DesiredState:

@@ -366,20 +366,22 @@ class EventLog:
             rows = db.execute(sql, args).fetchall()
         return [_event_of(row) for row in rows]
 
-    def after(self, commit: str | None) -> list[Event]:
-        """The events after state-branch commit ``commit`` (all of them for ``None``), oldest first.
+    def after(self, commit: str | None) -> tuple[list[Event], str | None]:
+        """The events after state-branch commit ``commit`` (all of them for ``None``), oldest first,
+        and the tip they reach (the cursor to pass next time).
 
         A ``commit`` no longer on the branch (it was rewritten) yields every event.
         """
         with self._mutex:
             db = self.sync()
+            tip = self._indexed_tip(db) or None
             seq = 0
             if commit is not None:
                 row = db.execute("SELECT seq FROM commits WHERE id = ?", (commit,)).fetchone()
                 seq = 0 if row is None else int(row[0])
             sql = f"SELECT {_COLUMNS} FROM commits WHERE seq > ? AND env IS NOT NULL ORDER BY seq"  # noqa: S608
             rows = db.execute(sql, (seq,)).fetchall()
-        return [_event_of(row) for row in rows]
+        return [_event_of(row) for row in rows], tip
 
     def tip_id(self) -> str | None:
         tip = self.tip()

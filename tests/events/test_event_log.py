@@ -84,4 +84,5 @@ def test_a_rewritten_branch_is_reindexed(repo: Path) -> None:
     assert [e.environment for e in log.events()] == ["web"]
     store.apply("db", None, created("db"), from_state="none", desired_commit="beef", actor="eve@h")
     assert [(e.environment, e.desired_commit) for e in log.events()] == [("db", "beef"), ("web", "c0ffee")]
-    assert [e.environment for e in log.after(log.events()[1].commit)] == ["db"]
+    later, tip = log.after(log.events()[1].commit)
+    assert [e.environment for e in later] == ["db"] and tip == log.tip_id()

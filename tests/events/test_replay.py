@@ -101,3 +101,22 @@ def test_history_and_at_refuse_what_they_cannot_show(gitops: GitOpsRepo, tmp_pat
     assert not_state.returncode == 2 and "not on the state branch" in not_state.stderr
     too_early = gitops.reconcile("status", "--at", before.isoformat())
     assert too_early.returncode == 1 and "nothing was recorded yet" in too_early.stderr
+
+
+def test_history_filters_work_on_the_file_store_too(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    gitops.commit(
+        {"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(tmp_path / "l"))}
+    )
+    gitops.reconcile("apply", "--store", "file", check=True)
+    out = gitops.reconcile(
+        "history", "web", "--store", "file", "--limit", "2", "--format", "json", check=True
+    )
+    events = json.loads(out.stdout)["events"]
+    assert [(e["from"], e["to"]) for e in events] == [
+        ("provisioning", "provisioned"),
+        ("created", "provisioning"),
+    ]
+    assert {e["actor"] for e in events} == {"Test User <test@example.com>"}
+    assert gitops.reconcile("history", "nosuch", "--store", "file").returncode == 1
+    at = gitops.reconcile("status", "--at", "2030-01-01T00:00:00Z", "--store", "file")
+    assert at.returncode == 2 and "git store" in at.stderr
