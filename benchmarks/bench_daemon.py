@@ -145,11 +145,39 @@ def wait_idle(daemon: DaemonProcess, timeout: float = 600) -> float:
 
 
 def state_tip(bare: Path) -> str:
+    """The state branch's tip, read from its loose ref file (``""`` while absent or being rewritten)."""
     loose = bare / STATE_REF
     try:
-        return loose.read_text().strip()
+        tip = loose.read_text().strip()
     except FileNotFoundError:
         return ""
+    return tip if len(tip) == 40 else ""
+
+
+def transition_of(repo: pygit2.Repository, tip: str, before: str, name: str) -> bool:
+    """Whether a commit after ``before`` up to ``tip`` on the state branch is a transition of ``name``."""
+    commit = repo.get(tip)
+    while isinstance(commit, pygit2.Commit) and str(commit.id) != before:
+        if f"Reconcile-Environment: {name}\n" in commit.message:
+            return True
+        commit = commit.parents[0] if commit.parents else None
+    return False
+
+
+def wait_converged(repo: pygit2.Repository, name: str, state: str = "provisioned") -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sha = state_tip(Path(repo.path))
+        tip = repo.get(sha) if sha else None
+        if isinstance(tip, pygit2.Commit):
+            data = repo[tip.tree[f"{name}/state.json"].id].data
+            if f'"state":"{state}"'.encode() in data.replace(b" ", b"") and b'"lock":null' in data.replace(
+                b" ", b""
+            ):
+                time.sleep(0.2)
+                return
+        time.sleep(0.02)
+    raise SystemExit(f"{name} did not reach {state}")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -180,18 +208,26 @@ def push_latencies(root: Path, count: int) -> tuple[list[float], float, float, t
         start_pass = wait_idle(daemon)
         latencies = []
         changed = [i for i in range(count) if i % 100 not in (0, 1)][:: max(1, count // PUSHES)][:PUSHES]
+        repo = pygit2.Repository(str(bare))
         for i in changed:
-            (clone / f"environments/env-{i:05d}.yaml").write_bytes(env_file(i, "provisioned"))
-            git("commit", "-q", "-a", "-m", f"provision env-{i:05d}", cwd=clone)
+            name = f"env-{i:05d}"
+            (clone / f"environments/{name}.yaml").write_bytes(env_file(i, "provisioned"))
+            git("commit", "-q", "-a", "-m", f"provision {name}", cwd=clone)
             before = state_tip(bare)
             subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
             pushed = time.monotonic()
-            while state_tip(bare) == before:
+            seen = before
+            while True:
+                tip = state_tip(bare)
+                if tip and tip != seen:
+                    if transition_of(repo, tip, before, name):
+                        break
+                    seen = tip
                 if time.monotonic() - pushed > 30:
                     raise SystemExit(f"no transition within 30 s of a push ({count} environments)")
                 time.sleep(0.001)
             latencies.append(time.monotonic() - pushed)
-            time.sleep(0.3)  # let it reach provisioned before the next push
+            wait_converged(repo, name)  # each push meets a quiet daemon
         memory = rss_mib(daemon.proc.pid)
         return latencies, built, start_pass, memory
     finally:
@@ -206,7 +242,7 @@ def latency() -> bool:
     print(f"push -> first transition, one environment changed per push, {PUSHES} pushes, {WORKERS} workers")
     results = {}
     for count in (SMALL, FLEET):
-        with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-daemon-", ignore_cleanup_errors=True) as tmp:
             results[count] = push_latencies(Path(tmp), count)
     small, big = results[SMALL][0], results[FLEET][0]
     for count, (values, built, start_pass, (rss, peak)) in results.items():
@@ -246,7 +282,7 @@ def timed_until(done: Callable[[], bool], timeout: float = 900) -> float:
 
 def throughput() -> bool:
     print(f"\ntransitions/s: {WORK_ENVS} environments from nothing to running, {WORKERS} workers")
-    with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-apply-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         bare, _ = build_fleet(root, WORK_ENVS, desired="running")
         began = time.monotonic()
@@ -259,7 +295,7 @@ def throughput() -> bool:
         )
         apply_s = time.monotonic() - began
         apply_n = len(transitions(bare))
-    with tempfile.TemporaryDirectory(prefix="bench-work-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-work-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         server = make_server(root, "apiVersion: reconciler/v1\nkind: Config\nbranch: main\n")
         daemon = start_daemon(root, server.bare, "--interval", "30s")
@@ -282,7 +318,7 @@ def throughput() -> bool:
 
 def watch_vs_poll() -> bool:
     def measure(watch: bool) -> list[float]:
-        with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-watch-", ignore_cleanup_errors=True) as tmp:
             base = Path(tmp)
             server = make_server(base)
             daemon = start_daemon(base, server.bare, "--interval", "1s", *(() if watch else ("--no-watch",)))

@@ -34,6 +34,7 @@ from types import FrameType
 
 import pygit2
 
+from reconciler.daemon import footprint
 from reconciler.daemon.guarded import GuardedStore, Stopping
 from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
@@ -98,6 +99,7 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        footprint.limit_arenas()  # before any thread of ours allocates
         self._environ = dict(environ if environ is not None else os.environ)
         self._runner = runner or LocalStepRunner()
         self.workspace: Workspace = open_workspace(
@@ -126,6 +128,7 @@ class Daemon:
         self._config_refused: str | None = None  # why the newest reconciler.yaml is refused, said once
         self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
+        self._pass_running = False
         self._checks_wanted: set[str] = set()
         self._check_failures: dict[str, int] = {}
         self._check_not_before: dict[str, float] = {}
@@ -319,6 +322,7 @@ class Daemon:
             self._config_refused = None
             previous = self._snapshot
             self._install(snapshot)
+            footprint.settle()
             self._loaded_tip = tip
             self.metrics.triggers.inc(source)
             wake = Wake(None, "start") if force else concerned(self.workspace.repo, previous, snapshot)
@@ -481,6 +485,7 @@ class Daemon:
             with self._state_lock:
                 self._checks_wanted.update(names)
         self.metrics.woken.inc("pass", amount=len(names))
+        self._pass_running = True
         self._queue.add_all(names, background=background)
 
     def _owned(self, snapshot: DesiredSnapshot, engine: Engine) -> set[str] | None:
@@ -625,6 +630,9 @@ class Daemon:
                 logger.exception("reconcile crashed", extra={"environment": name})
             finally:
                 self._queue.done(name)
+                if self._pass_running and self._queue.depth() == 0 and self._queue.busy() == 0:
+                    self._pass_running = False
+                    footprint.trim()  # a pass over the fleet is over: give back what it freed
 
     def _reconcile(self, name: str) -> None:
         current = self._current()

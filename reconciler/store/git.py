@@ -51,6 +51,11 @@ def _load_syncfs() -> ctypes._NamedFuncPointer | None:
 
 _SYNCFS = _load_syncfs()
 
+#: The largest tree libgit2 keeps parsed in its object cache. Its default (4 KiB) leaves out the
+#: state branch's root tree (about 40 bytes per environment), which every read and every commit
+#: would otherwise inflate and parse again: 400 KB at 10,000 environments.
+TREE_CACHE_LIMIT = 16 * 1024 * 1024
+
 #: ``(name, id of the <name>/ tree)`` -> what ``read_all`` made of that tree.
 _Parsed = dict[tuple[str, pygit2.Oid], Observed | CorruptState | None]
 #: ``(git dir, ref)`` -> the parses of the tip ``read_all`` saw last, shared by every store on
@@ -80,6 +85,7 @@ class GitStore:
         # A process-wide libgit2 setting, read when a repository is opened: set it for
         # every store (a store opened after a per-file one must not inherit its fsyncs).
         pygit2.settings.enable_fsync_gitdir(self._per_file_fsync)
+        pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, TREE_CACHE_LIMIT)
         try:
             self._repo = pygit2.Repository(os.fspath(repo_path))
         except (pygit2.GitError, KeyError) as e:
