@@ -330,5 +330,5 @@ def test_a_key_holding_a_line_break_never_splits_a_problem_into_two_lines(gitops
     assert out.returncode == 1
     assert out.stdout.splitlines() == [
         "reconciler.yaml:3:1: unknown field `a\\x1eb\\u2028c\\x0ad`; "
-        "accepted here: apiVersion, kind, branch, stateRef, remote, prune, identity, verify"
+        "accepted here: apiVersion, kind, branch, stateRef, remote, prune, identity, verify, notify"
     ]
