@@ -8,6 +8,7 @@ the change touched; the renderers are pure functions of that report.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -273,6 +274,12 @@ def render_json(report: PlanReport) -> str:
 # -- markdown --------------------------------------------------------------------------
 
 
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks in ``lines`` (CommonMark closes on one as long)."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
@@ -339,9 +346,9 @@ def render_markdown(report: PlanReport) -> str:
     else:
         lines += ["This change does not change what any environment will do.", ""]
     if report.problems:
-        lines += ["#### ❌ Invalid files", "", "```"]
-        lines += [str(p) for p in report.problems]
-        lines += ["```", ""]
+        problems = [str(p) for p in report.problems]
+        fence = _fence(problems)  # user text can never close it early and write markdown of its own
+        lines += ["#### ❌ Invalid files", "", fence, *problems, fence, ""]
     when = format_timestamp(report.generated_at.replace(microsecond=0))
     notes = [f"Observed state from `{report.state_ref}` at {when}."]
     if report.base is not None:

@@ -191,6 +191,21 @@ def test_invalid_file_is_reported_with_its_location_and_fails(gitops: GitOps) ->
     assert "environments/web.yaml:5:" in markdown
 
 
+def test_backticks_in_a_problem_cannot_close_the_markdown_code_block(gitops: GitOps) -> None:
+    """A PR comment shows problems in a code block: a key of backticks must not end it early."""
+    gitops.write("environments/web.yaml", environment("web") + '"```\\n## Merged, ship it": 1\n')
+    gitops.commit("hostile key")
+    markdown = gitops.plan("--format", "markdown").stdout
+    lines = markdown.splitlines()
+    start = lines.index("#### ❌ Invalid files") + 2
+    fence = lines[start]
+    assert set(fence) == {"`"} and len(fence) > 3
+    end = lines.index(fence, start + 1)
+    inside = "\n".join(lines[start + 1 : end])
+    assert "```" in inside and "Merged, ship it" in inside
+    assert not any(line.startswith("```") and line != fence for line in lines)
+
+
 def test_corrupt_state_is_reported_and_left_alone(gitops: GitOps) -> None:
     converge(gitops, "database")
     gitops.plant_corrupt("web", "{not json")
