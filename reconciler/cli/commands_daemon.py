@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -123,7 +124,11 @@ def daemon_command(
     try:
         code = daemon.run(on_started=started)
     except OSError as e:
-        where = f" (--listen {settings.listen[0]}:{settings.listen[1]})" if settings.listen else ""
+        # Only a socket that cannot be bound is --listen's fault (libgit2 raises OSError too).
+        binding = e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and e.filename is None
+        where = (
+            f" (--listen {settings.listen[0]}:{settings.listen[1]})" if settings.listen and binding else ""
+        )
         typer.echo(f"error: {e.strerror or e}{where}", err=True)
         raise typer.Exit(EXIT_FAILURE) from e
     raise typer.Exit(code)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,6 +40,10 @@ STATE_FILE = "state.json"
 WRITER_LOCK_FILE = "reconciler-state.lock"
 #: How often a commit is rebuilt when the branch moved for *other* environments meanwhile.
 MAX_REF_RETRIES = 32
+#: A ref lock file (``<ref>.lock``, ``packed-refs.lock``) this old, found while this host's writer
+#: lock is held, was left by a writer killed in the middle of an update (git holds one for
+#: milliseconds): it is removed, or every later write of the branch would fail.
+STALE_REF_LOCK_SECONDS = 10.0
 
 
 def _load_syncfs() -> ctypes._NamedFuncPointer | None:
@@ -247,10 +252,33 @@ class GitStore:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._held_fd = fd
+                self._clear_stale_ref_locks()
                 yield fd
             finally:
                 self._held_fd = None
                 os.close(fd)  # closing releases the flock
+
+    def _clear_stale_ref_locks(self) -> None:
+        """Remove the ref lock files a killed writer left; wait briefly for a young one to go."""
+        git_dir = Path(self._repo.path)
+        for path in (git_dir / f"{self.ref}.lock", git_dir / "packed-refs.lock"):
+            deadline = time.monotonic() + STALE_REF_LOCK_SECONDS
+            while True:
+                try:
+                    age = time.time() - path.stat().st_mtime
+                except FileNotFoundError:
+                    break
+                if age < STALE_REF_LOCK_SECONDS:
+                    if time.monotonic() >= deadline:
+                        break  # renewed all along: a live writer, not a dead one's
+                    time.sleep(0.05)
+                    continue
+                logger.warning(
+                    "removing a ref lock file left by a writer that died mid-update",
+                    extra={"path": str(path), "age_seconds": round(age, 1)},
+                )
+                path.unlink(missing_ok=True)
+                break
 
     def _tree_with(self, base: pygit2.Tree | None, name: str, blob_id: pygit2.Oid) -> pygit2.Oid:
         repo = self._repo

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +297,22 @@ def test_every_phase_run_keeps_its_whole_output_in_a_log(gitops: GitOpsRepo) -> 
     logs = sorted((gitops.data / "web" / "logs").glob("*-release.log"))
     assert len(logs) == 1
     assert logs[0].read_text().splitlines() == ["release line 1", "release line 2", "release line 3"]
+
+
+def test_a_ref_lock_left_by_a_writer_killed_mid_update_is_cleared(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    """``kill -9`` during a ref update leaves ``<ref>.lock``: the next reconciler must still write."""
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(log))})
+    gitops.reconcile("apply", check=True)
+    stale = gitops.path / ".git" / "refs" / "heads" / "reconciler" / "state.lock"
+    stale.write_text("0" * 40 + "\n")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    gitops.commit({"environments/web.yaml": env_file("web", "configured", phases=counting_phases(log))})
+
+    out = gitops.reconcile("apply")
+
+    assert out.returncode == 0, out.stderr
+    assert "removing a ref lock file left by a writer that died mid-update" in out.stderr
+    assert not stale.exists()
+    assert gitops.state("web")["state"] == "configured"
+    assert lines(log) == ["provision web", "configure web"]
