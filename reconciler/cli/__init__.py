@@ -32,7 +32,13 @@ def _root(
 
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
-    from reconciler.cli import commands_daemon, commands_desired, commands_plan, commands_state  # noqa: F401
+    from reconciler.cli import (  # noqa: F401
+        commands_daemon,
+        commands_desired,
+        commands_log,
+        commands_plan,
+        commands_state,
+    )
 
 
 _register()

@@ -152,6 +152,10 @@ def make_report(
         before = load_snapshot(repo, base, cache=cache) if base is not None else None
     except RevisionError as e:
         raise PlanError(str(e)) from e
+    for loaded in (snapshot, before):
+        refused = loaded.config_refused if loaded is not None else None
+        if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place
+            raise PlanError(refused)
     # Observed state lives where the configuration in force says: the base's, in a pull request.
     config = (before or snapshot).config
     state_ref = _state_ref(repo, config.state_ref, config.remote)

@@ -15,12 +15,24 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
+import pygit2
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from reconciler.cli.app import app
+from reconciler.cli.events_view import (
+    WhenError,
+    event_log,
+    fleet_at,
+    history_json,
+    history_lines,
+    known_names,
+    parse_time,
+    query_events,
+    resolve_moment,
+)
 from reconciler.cli.options import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -36,8 +48,12 @@ from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
-from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, StoreError
+from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
+from reconciler.store.events import EventQuery
+from reconciler.store.git import GitStore
 from reconciler.store.lock import holder_label
+from reconciler.store.message import EVENT_KINDS, person
+from reconciler.store.remote import RemoteStore
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -49,6 +65,14 @@ DataDir = Annotated[
     ),
 ]
 Format = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="WHEN",
+        help="As the state branch recorded it at WHEN: an RFC 3339 time or a state-branch revision.",
+    ),
+]
 Store = Annotated[
     str, typer.Option("--store", help="git (the state branch) or file (<data>/<name>/state.json).")
 ]
@@ -219,6 +243,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 @app.command()
 def status(
     name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
@@ -228,6 +253,9 @@ def status(
     """Table of environments: observed, desired, converged?, lock, last transition, failure."""
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
+        if at is not None:
+            _status_at(ws.store_for(snapshot), ws.repo, at, name, fmt)
+            return
         engine = ws.engine(snapshot)
         rows = environment_rows(engine, snapshot, name)
         if name is not None and not rows:
@@ -251,9 +279,55 @@ def status(
         Console(width=160).print(table)
 
 
+def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
+    log = event_log(st)
+    if log is None or not isinstance(st, GitStore | RemoteStore):
+        raise _fail("--at reads the state branch's history: it needs the git store (--store git)", EXIT_USAGE)
+    try:
+        moment = resolve_moment(repo, log, at)
+    except WhenError as e:
+        raise _fail(str(e), EXIT_USAGE) from e
+    if moment is None:
+        raise _fail(f"the state branch {log.ref} has no commit at or before {at}: nothing was recorded yet")
+    return fleet_at(st.local if isinstance(st, RemoteStore) else st, moment)
+
+
+def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | None, fmt: OutputFormat) -> None:
+    """``status --at``: the fleet as the state branch recorded it then."""
+    fleet = _fleet_at(st, repo, at)
+    if name is not None:
+        fleet["environments"] = [r for r in fleet["environments"] if r["name"] == name]
+        if not fleet["environments"]:
+            raise _fail(f"environment '{name}' had no recorded state at {at}")
+    if fmt is OutputFormat.JSON:
+        _print_json(fleet)
+        return
+    table = Table(title=f"as recorded at {fleet['at']} (state commit {fleet['stateCommit'][:12]})")
+    for col in ("environment", "observed", "desired commit", "lock", "last transition", "failure"):
+        table.add_column(col)
+    for row in fleet["environments"]:
+        last = row["lastTransition"]
+        lock = row["lock"]
+        failure = row["failure"]
+        table.add_row(
+            escape(row["name"]),
+            row["state"] or "-",
+            (row["desiredCommit"] or "-")[:12],
+            "-" if not lock else escape(f"{lock['holder']['host']}:{lock['holder']['pid']}"),
+            "-"
+            if not last
+            else escape(f"{last['from']} -> {last['to']} at {last['at']} by {last['actor'] or '?'}"),
+            "-"
+            if not failure
+            else escape(f"{failure.get('failedStep', '')}: {failure.get('errorSummary', '')}"),
+        )
+    Console(width=160).print(table)
+
+
 @app.command()
 def show(
     name: Annotated[str, typer.Argument(help="The environment.")],
+    at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
@@ -264,6 +338,9 @@ def show(
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
+        if at is not None:
+            _show_at(st, ws.repo, at, name, fmt)
+            return
         try:
             observed = st.read(name)
         except CorruptStateError as e:
@@ -300,7 +377,22 @@ def show(
 
 @app.command()
 def history(
-    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Events at or after this RFC 3339 time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="Events at or before this RFC 3339 time."),
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", metavar="TEXT", help="Only events whose actor contains TEXT.")
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", metavar="KIND", help=f"Only these kinds: {', '.join(EVENT_KINDS)}."),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -308,33 +400,73 @@ def history(
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
 ) -> None:
-    """The transitions from the state branch, newest first."""
+    """The events of the state branch (transitions and observations), newest first, with who caused them."""
+    kinds = tuple(event or ())
+    unknown_kinds = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown_kinds:
+        raise _fail(
+            f"--event '{unknown_kinds[0]}' is not an event kind: use {', '.join(EVENT_KINDS)}", EXIT_USAGE
+        )
+    try:
+        query = EventQuery(
+            names=tuple(names or ()),
+            since=None if since is None else parse_time(since, "--since"),
+            until=None if until is None else parse_time(until, "--until"),
+            actor=actor,
+            kinds=kinds,
+            limit=limit,
+        )
+    except WhenError as e:
+        raise _fail(str(e), EXIT_USAGE) from e
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
-        records = ws.store_for(snapshot).history(name, limit)
+        st = ws.store_for(snapshot)
+        if names:
+            known = known_names(st, set(snapshot.names))
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise _fail(
+                    f"unknown environment '{missing[0]}': it is not declared and has no history "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+        events = query_events(st, query)
         if fmt is OutputFormat.JSON:
-            _print_json(
-                [
-                    {
-                        "name": r.name,
-                        "from": r.from_state,
-                        "to": r.to_state,
-                        "at": r.at.isoformat(),
-                        "desiredCommit": r.desired_commit,
-                        "holder": r.holder,
-                        "commit": r.commit_id,
-                        "detail": r.detail,
-                    }
-                    for r in records
-                ]
-            )
+            _print_json(history_json(events))
             return
-        for r in records:
-            commit = (r.commit_id or "")[:10]
-            print(f"{r.at.isoformat()} {commit} {r.name}: {r.from_state} -> {r.to_state}".replace("  ", " "))
-            if r.detail:
-                for line in r.detail.splitlines():
-                    print(f"    {line}")
+        for line in history_lines(events):
+            print(line)
+
+
+def _show_at(st: StateStore, repo: pygit2.Repository, at: str, name: str, fmt: OutputFormat) -> None:
+    fleet = _fleet_at(st, repo, at)
+    commit = fleet["stateCommit"]
+    rows = [r for r in fleet["environments"] if r["name"] == name]
+    if not rows:
+        raise _fail(f"environment '{name}' had no recorded state at {at} (state commit {commit[:12]})")
+    local = st.local if isinstance(st, RemoteStore) else st
+    assert isinstance(local, GitStore)
+    item = local.read_all_at(commit)[name]
+    state = json.loads(item.env.to_json()) if isinstance(item, Observed) else None
+    last = rows[0]["lastTransition"]
+    if fmt is OutputFormat.JSON:
+        _print_json(
+            {
+                "formatVersion": fleet["formatVersion"],
+                "at": fleet["at"],
+                "stateCommit": commit,
+                "state": state,
+                "lastTransition": last,
+            }
+        )
+        return
+    print(f"Environment '{name}' as recorded at {fleet['at']} (state commit {commit[:12]}):")
+    if isinstance(item, Observed):
+        print(str(item.env))
+        print(item.env.to_json(), end="")
+    else:
+        print(f"unreadable: {item.error}")
+    if last is not None:
+        print(f"last transition: {last['from']} -> {last['to']} at {last['at']} by {last['actor'] or '?'}")
 
 
 # -- imperative phases ----------------------------------------------------------------------
@@ -362,6 +494,7 @@ def _phase_command(phase: Phase) -> None:
             if problems:
                 raise _fail("\n".join(str(p) for p in problems))
             engine = ws.engine(snapshot)
+            engine.actor = person()
             engine.on_transition = lambda e: print(
                 f"{e.environment}: {e.from_state} -> {e.to_state}", flush=True
             )

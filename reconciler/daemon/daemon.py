@@ -2,9 +2,13 @@
 
 Level-based: a trigger (a ref watch event, a fetch, a webhook, a resync)
 only says "something may have changed". The daemon reloads the desired
-state when the desired branch's tip moved and puts *every* environment on
-the queue; the engine decides, and an unchanged environment is converged in
-microseconds. Per environment, a result that is not converged schedules the
+state when the desired branch's tip moved and queues the environments the
+new commit concerns (``wake.py``: those whose inputs changed, and their
+dependents), ahead of any pass over the whole fleet: the start, a resync
+(drift and health checks), or a change it cannot see through (a rewritten
+history, a changed ``reconciler.yaml``) queue everything in the queue's
+background lane, which never holds back a push's environments. The engine
+decides. Per environment, a result that is not converged schedules the
 next look: the planner's ``retry_at`` when it has one, else a capped
 exponential delay.
 
@@ -34,6 +38,7 @@ from reconciler.daemon.guarded import GuardedStore, Stopping
 from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
 from reconciler.daemon.shard import EVERYTHING, Shard
+from reconciler.daemon.wake import Wake, concerned
 from reconciler.daemon.watch import RefWatch
 from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
@@ -92,7 +97,11 @@ class Daemon:
         )
         self._git_dir = Path(self.workspace.repo.path)
         self.shard: Shard = settings.shard or EVERYTHING
-        self._queue = WorkQueue(accept=self.shard.owns if self.shard.count > 1 else None)
+        # One worker always stays free for what a push concerns while a pass over the fleet runs.
+        self._queue = WorkQueue(
+            accept=self.shard.owns if self.shard.count > 1 else None,
+            background_limit=max(1, settings.workers - 1),
+        )
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._wake = threading.Event()
@@ -106,6 +115,7 @@ class Daemon:
         self._said_no_desired = False  # "no desired state yet" is said once, not every poll
         #: Why the desired tip is not acted on (SPEC 10), ``None`` when it is; said once per tip.
         self._not_applied: str | None = None
+        self._config_refused: str | None = None  # why the newest reconciler.yaml is refused, said once
         self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
         self._checks_wanted: set[str] = set()
@@ -247,7 +257,7 @@ class Daemon:
             return None
 
     def refresh(self, source: str, *, force: bool = False) -> bool:
-        """If the desired branch moved (or ``force``), load it and queue every environment."""
+        """If the desired branch moved (or ``force``), load it and queue what it concerns (``force``: all)."""
         if self._stop.is_set():
             return False
         with self._load_lock:
@@ -276,11 +286,39 @@ class Daemon:
             except (LookupError, ValueError, pygit2.GitError) as e:
                 logger.error("cannot load desired state", extra={"ref": ref, "error": str(e)})
                 return False
+            refused = snapshot.config_refused
+            if refused is not None:  # SPEC 2.4: the last valid one stays; this commit is not acted on
+                if refused != self._config_refused:
+                    kept = self._snapshot.commit if self._snapshot is not None else None
+                    logger.error(
+                        "desired state not applied",
+                        extra={"commit": commit, "acting_on": kept, "why": refused},
+                    )
+                self._config_refused = refused
+                self._loaded_tip = tip
+                return False
+            self._config_refused = None
+            previous = self._snapshot
             self._install(snapshot)
             self._loaded_tip = tip
             self.metrics.triggers.inc(source)
-            logger.info("desired state loaded", extra={"ref": ref, "commit": commit, "trigger": source})
-        self._enqueue_all()
+            wake = Wake(None, "start") if force else concerned(self.workspace.repo, previous, snapshot)
+            logger.info(
+                "desired state loaded",
+                extra={
+                    "ref": ref,
+                    "commit": commit,
+                    "trigger": source,
+                    "woken": "all" if wake.names is None else _names(wake.names),
+                    "why": wake.reason,
+                },
+            )
+        if wake.names is None:
+            self._enqueue_all(background=True)
+        else:
+            names = [n for n in sorted(wake.names) if self._queue.accepts(n)]
+            self.metrics.woken.inc("change", amount=len(names))
+            self._queue.add_all(names)
         return True
 
     def _reload_signers(self) -> bool:
@@ -364,7 +402,7 @@ class Daemon:
                 return None
             return self._snapshot, self._engine
 
-    def _enqueue_all(self, *, check: bool = False) -> None:
+    def _enqueue_all(self, *, check: bool = False, background: bool = False) -> None:
         current = self._current()
         if current is None:
             return
@@ -378,8 +416,8 @@ class Daemon:
         if check:
             with self._state_lock:
                 self._checks_wanted.update(names)
-        for name in names:
-            self._queue.add(name)
+        self.metrics.woken.inc("pass", amount=len(names))
+        self._queue.add_all(names, background=background)
 
     def _owned(self, snapshot: DesiredSnapshot, engine: Engine) -> set[str] | None:
         """The environments of this daemon's shard, declared or observed; ``None``: every one."""
@@ -422,12 +460,10 @@ class Daemon:
             except (KeyError, ValueError, pygit2.GitError) as e:
                 logger.debug("cannot compare state branch tips", extra={"error": str(e)})
                 return
-        relations = self._relations(snapshot)
         woken: set[str] = set()
         for name in changed:
-            woken.update(relations.get(name, ()))
-        for name in sorted(woken):
-            self._queue.add(name)  # refused unless it is of this daemon's shard
+            woken.update(self._related(snapshot, name))
+        self._queue.add_all(sorted(woken))  # refused unless it is of this daemon's shard
 
     # -- remote --------------------------------------------------------------------------
 
@@ -494,7 +530,7 @@ class Daemon:
                     next_resync = now + self.settings.resync
                     self.metrics.triggers.inc("resync")
                     self._recover()
-                    self._enqueue_all(check=True)
+                    self._enqueue_all(check=True, background=True)
             except Exception:  # the loop outlives any one bad turn
                 logger.exception("ticker turn failed")
 
@@ -563,8 +599,7 @@ class Daemon:
             self._failures.pop(name, None)
             self._queue.forget(name)
             if result.transitions:  # only a change can change what the related ones may do
-                for other in self._related(snapshot, name):
-                    self._queue.add(other)
+                self._queue.add_all(self._related(snapshot, name))
             return
         if result.outcome not in (Outcome.WAITING, Outcome.FAILED):
             self._queue.forget(name)  # blocked, invalid, ahead...: the next change or resync looks again
@@ -610,29 +645,15 @@ class Daemon:
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**n) * random.uniform(0.8, 1.2)  # noqa: S311
         self._queue.add_at(name, time.monotonic() + delay)
 
-    def _relations(self, snapshot: DesiredSnapshot) -> Mapping[str, frozenset[str]]:
-        """``_related`` of every environment that has a relation, computed once per snapshot."""
-        cached = self._relations_of
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        related: dict[str, set[str]] = {}
-        for name, env in snapshot.environments.items():
-            for dep in env.depends_on:
-                related.setdefault(dep, set()).add(name)
-                related.setdefault(name, set()).add(dep)
-        index = {name: frozenset(others) for name, others in related.items()}
-        self._relations_of = (snapshot, index)
-        return index
-
-    _relations_of: tuple[DesiredSnapshot, Mapping[str, frozenset[str]]] | None = None
-
     @staticmethod
-    def _related(snapshot: DesiredSnapshot, name: str) -> set[str]:
-        """Environments whose plan may change because ``name`` converged: its dependents and dependencies."""
-        related = {n for n, env in snapshot.environments.items() if name in env.depends_on}
-        if name in snapshot.environments:
-            related.update(snapshot.environments[name].depends_on)
-        return related
+    def _related(snapshot: DesiredSnapshot, name: str) -> frozenset[str]:
+        """Those whose plan may change when ``name`` converges: its dependents and its dependencies.
+
+        A lookup in the snapshot's dependents index, not a pass over the fleet.
+        """
+        env = snapshot.environments.get(name)
+        dependencies = env.spec.depends_on if env is not None else ()
+        return snapshot.dependents.get(name, frozenset()).union(dependencies)
 
     # -- metrics and health ---------------------------------------------------------------
 
@@ -668,3 +689,15 @@ class Daemon:
         if self._not_applied is not None:  # alive and working: a restart would not help (SPEC 10)
             return True, f"ok; {self._not_applied}"
         return True, "ok"
+
+
+#: How many names a log record lists before it says how many more there are.
+_LOGGED_NAMES = 50
+
+
+def _names(names: frozenset[str]) -> str:
+    """``a, b, c`` (or ``none``), cut after ``_LOGGED_NAMES`` with how many more."""
+    listed = sorted(names)
+    text = ", ".join(listed[:_LOGGED_NAMES]) or "none"
+    more = len(listed) - _LOGGED_NAMES
+    return f"{text} (and {more} more)" if more > 0 else text

@@ -19,6 +19,7 @@ from uuid import UUID
 from reconciler.domain import AnyEnvironment, ErrorKind, FailureContext
 from reconciler.domain.states import IN_PROGRESS
 from reconciler.store import CorruptState, LostRace, Observed, StateStore, TransitionRecord
+from reconciler.store.message import TRANSITION
 from reconciler.store.recovery import force_unlock
 
 IN_PROGRESS_STATES = frozenset(state.name for state in IN_PROGRESS.values())
@@ -65,13 +66,22 @@ class GuardedStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         leaving = from_state in IN_PROGRESS_STATES
         if self.draining.is_set() and not leaving:
             raise Stopping(f"{name}: the daemon is stopping; nothing new starts")
         failure = after.error_details
         result = self.inner.apply(
-            name, expected_version, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+            name,
+            expected_version,
+            after,
+            from_state=from_state,
+            desired_commit=desired_commit,
+            detail=detail,
+            actor=actor,
+            event=event,
         )
         now = time.monotonic()
         if after.is_in_progress:

@@ -192,6 +192,14 @@ class DaemonMetrics:
                 ["source"],
             )
         )
+        self.woken = r.register(
+            Counter(
+                "reconcile_woken_total",
+                "Environments queued: by a change of the desired state that concerns them (change), "
+                "or by a pass over every environment (pass: the start, a resync, a change of everyone's).",
+                ["by"],
+            )
+        )
         self.webhooks = r.register(
             Counter("reconcile_webhook_deliveries_total", "Webhook deliveries, by HTTP status.", ["status"])
         )

@@ -35,6 +35,7 @@ from reconciler.desired.models import (
     ShellStep,
     Step,
     TofuStep,
+    state_ref_refusal,
 )
 from reconciler.desired.resolved import DesiredSnapshot, PhaseOrCheck, Problem, ResolvedEnvironment
 from reconciler.desired.sources import (
@@ -166,7 +167,10 @@ class ParseCache:
         key = (kind, blob_id)
         hit = self.parsed.get(key)
         if hit is None:
-            hit = _parse(data(), model)
+            try:
+                hit = _parse(data(), model)
+            except Exception as e:  # one file's boundary: whatever it holds, it is refused alone
+                hit = _Parsed(None, None, ((1, 1, _unexpected(e)),))
             self.parsed[key] = hit
         return hit
 
@@ -199,6 +203,16 @@ def _parse(data: bytes, model: type[M]) -> _Parsed:
     if isinstance(result, list):
         return _Parsed(text, None, tuple((p.line, p.col, p.message) for p in result))
     return _Parsed(text, result)
+
+
+def _unexpected(error: Exception) -> str:
+    """The refusal of a file whose loading raised what nothing here expected (logged with its trace)."""
+    logger.debug("unexpected error while loading a file", exc_info=error)
+    what = str(error).splitlines()[0][:200] if str(error) else ""
+    return (
+        f"this file cannot be loaded ({type(error).__name__}{': ' + what if what else ''}); "
+        "it is left alone until it changes: simplify the value at fault, and report it as a bug"
+    )
 
 
 def _problems(parsed: _Parsed, path: str, environment: str | None) -> tuple[Problem, ...]:
@@ -303,6 +317,7 @@ def load_worktree(path: Path, *, cache: ParseCache | None = None) -> DesiredSnap
 
 
 def read_config(source: TreeSource, cache: ParseCache) -> tuple[ConfigFile, tuple[Problem, ...]]:
+    """reconciler.yaml (defaults when absent), and why it is refused: a refused one is refused as a whole."""
     entry = next((e for e in source.entries(".") if e.name == CONFIG_PATH), None)
     if entry is None:
         return ConfigFile(), ()
@@ -310,7 +325,16 @@ def read_config(source: TreeSource, cache: ParseCache) -> tuple[ConfigFile, tupl
     if parsed.model is None:
         return ConfigFile(), _problems(parsed, CONFIG_PATH, None)
     assert isinstance(parsed.model, ConfigFile)
-    return parsed.model, ()
+    config = parsed.model
+    repo = source.repo if isinstance(source, GitTreeSource | WorkTreeSource) else None
+    # The desired branch is the configured one, and HEAD's: state may be committed onto neither.
+    why = state_ref_refusal(config.state_ref, config.branch)
+    if why is None and repo is not None:
+        why = state_ref_refusal(config.state_ref, head_branch(repo))
+    if why is not None:
+        problem = _locate(parsed, CONFIG_PATH, ("stateRef",), f"`stateRef`: {why}", None)
+        return ConfigFile(), (problem,)
+    return config, ()
 
 
 @dataclass(frozen=True)
@@ -366,8 +390,11 @@ def _probe(source: TreeSource, path: str) -> str | None:
 
 
 def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredSnapshot:
-    config, problems_list = read_config(source, cache)
-    problems: list[Problem] = list(problems_list)
+    try:
+        config, config_problems = read_config(source, cache)
+    except Exception as e:  # reconciler.yaml's boundary: refused as a whole, never the load's crash
+        config, config_problems = ConfigFile(), (Problem(CONFIG_PATH, 1, 1, _unexpected(e)),)
+    problems: list[Problem] = list(config_problems)
 
     blueprints: dict[str, _Blueprint] = {}
     for stem, entry in _yaml_files(source, BLUEPRINTS_DIR):
@@ -381,7 +408,10 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         model = parsed.model if isinstance(parsed.model, BlueprintFile) else None
         problems.extend(_problems(parsed, path, None))
         if model is not None and model.metadata.name != stem:
-            problems.append(_name_mismatch(parsed, path, stem, model.metadata.name, None))
+            try:
+                problems.append(_name_mismatch(parsed, path, stem, model.metadata.name, None))
+            except Exception as e:  # this blueprint's boundary
+                problems.append(Problem(path, 1, 1, _unexpected(e)))
             model = None
         blueprints[stem] = _Blueprint(path, entry.blob_id, parsed, model)
 
@@ -437,7 +467,11 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
             _unindex(last, stem, old)
         if file_entry is None:
             continue
-        new = _load_environment(stem, file_entry, blueprints, source, cache)
+        try:
+            new = _load_environment(stem, file_entry, blueprints, source, cache)
+        except Exception as e:  # one file's boundary: whatever it holds, it is that environment's refusal
+            path = f"{ENVIRONMENTS_DIR}/{file_entry.name}"
+            new = _EnvResult(file_entry, None, None, (Problem(path, 1, 1, _unexpected(e), stem),), ())
         added = added or old is None
         results[stem] = new
         _index(last, stem, new)
@@ -474,6 +508,7 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         environments=MappingProxyType(environments),
         broken=MappingProxyType(broken),
         problems=tuple(problems),
+        config_problems=tuple(config_problems),
     )
 
 

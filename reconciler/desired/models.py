@@ -10,7 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+import pygit2
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.domain.states import Phase
@@ -19,6 +20,14 @@ from reconciler.domain.states import Phase
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 API_VERSION = "reconciler/v1"
+#: SPEC section 7: a duration is at most 7 days.
+MAX_SECONDS = 7 * 24 * 3600
+#: How many times a failed phase may be retried: more would only ever wait on a backoff.
+MAX_RETRIES = 1000
+#: SPEC section 7: a step's ``env`` keys, the environment variable names a shell accepts.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+Seconds = Annotated[int, Field(gt=0, le=MAX_SECONDS)]
 
 
 class Schema(BaseModel):
@@ -30,6 +39,7 @@ class Schema(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         strict=False,
+        allow_inf_nan=False,
     )
 
 
@@ -47,7 +57,7 @@ class DesiredState(StrEnum):
 class SecretRef(Schema):
     """``{fromEnv: NAME}``: read from the reconciler's environment at run time, never written anywhere."""
 
-    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    from_env: EnvName
 
 
 #: A declared value: scalars, lists, maps, or a secret reference.
@@ -56,9 +66,9 @@ VarValue = SecretRef | str | int | float | bool | None | list[Any] | dict[str, A
 
 class ShellStep(Schema):
     run: str
-    env: dict[str, SecretRef | str] = Field(default_factory=dict)
+    env: dict[EnvName, SecretRef | str] = Field(default_factory=dict)
     cwd: str | None = None
-    timeout_seconds: int | None = Field(default=None, gt=0)
+    timeout_seconds: Seconds | None = None
 
 
 class TofuStep(Schema):
@@ -77,7 +87,7 @@ class AnsibleStep(Schema):
 class HttpStep(Schema):
     url: str
     expect_status: int = Field(default=200, ge=100, le=599)
-    timeout_seconds: float = Field(default=30, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0, le=MAX_SECONDS)
 
 
 class StepKind(StrEnum):
@@ -150,8 +160,8 @@ class Phases(Schema):
 
 
 class Retry(Schema):
-    limit: int = Field(default=3, ge=0)
-    backoff_seconds: float = Field(default=30, ge=0)
+    limit: int = Field(default=3, ge=0, le=MAX_RETRIES)
+    backoff_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS)
 
 
 class Metadata(Schema):
@@ -167,7 +177,7 @@ class EnvironmentSpec(Schema):
     suspend: bool = False
     protected: bool = False
     retry: Retry = Field(default_factory=Retry)
-    timeout_seconds: int = Field(default=1800, gt=0)
+    timeout_seconds: Seconds = 1800
     phases: Phases = Field(default_factory=Phases)
 
 
@@ -221,3 +231,37 @@ class ConfigFile(Schema):
     prune: bool = False
     identity: Identity = Field(default_factory=Identity)
     verify: Verify = Field(default_factory=Verify)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("refs/") or not _valid_ref(f"refs/heads/{value}")):
+            raise ValueError(f"{value!r} is not a branch name; write one as `git branch` shows it, e.g. main")
+        return value
+
+    @field_validator("state_ref")
+    @classmethod
+    def _state_ref_name(cls, value: str) -> str:
+        why = state_ref_refusal(value, None)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+
+def _valid_ref(name: str) -> bool:
+    return "\0" not in name and bool(pygit2.reference_is_valid_name(name))
+
+
+def state_ref_refusal(ref: str, branch: str | None) -> str | None:
+    """Why ``ref`` may not hold the state branch (SPEC 2.4), or ``None``: it must be a ref under
+    ``refs/`` that is not the desired-state branch (nor a remote-tracking ref a fetch would overwrite)."""
+    accepted = (
+        "accepted: a ref under refs/ other than the desired-state branch, e.g. refs/heads/reconciler/state"
+    )
+    if not ref.startswith("refs/") or not _valid_ref(ref):
+        return f"{ref!r} is not a valid ref under refs/; {accepted}"
+    if ref.startswith("refs/remotes/"):
+        return f"{ref!r} is a remote-tracking ref, which every fetch overwrites; {accepted}"
+    if branch is not None and ref == f"refs/heads/{branch}":
+        return f"{ref!r} is the desired-state branch; state would be committed over desired state; {accepted}"
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -77,8 +78,27 @@ class DesiredSnapshot:
     broken: Mapping[str, tuple[Problem, ...]] = field(default_factory=lambda: MappingProxyType({}))
     #: Every problem found, environment-specific or not, in path order.
     problems: tuple[Problem, ...] = ()
+    #: Why reconciler.yaml is refused; while there is one, nothing is acted on (SPEC 2.4).
+    config_problems: tuple[Problem, ...] = ()
+
+    @property
+    def config_refused(self) -> str | None:
+        """One message for commands that must not act: ``None`` when reconciler.yaml is valid."""
+        if not self.config_problems:
+            return None
+        found = "; ".join(str(p) for p in self.config_problems)
+        return f"reconciler.yaml is invalid, so nothing is acted on until it is fixed: {found}"
 
     @property
     def names(self) -> frozenset[str]:
         """Every environment that has a file at this revision, valid or not."""
         return frozenset(self.environments) | frozenset(self.broken)
+
+    @cached_property
+    def dependents(self) -> Mapping[str, frozenset[str]]:
+        """For each environment others name in ``dependsOn``, those that do (computed once per snapshot)."""
+        index: dict[str, set[str]] = {}
+        for name, env in self.environments.items():
+            for dep in env.spec.depends_on:
+                index.setdefault(dep, set()).add(name)
+        return MappingProxyType({name: frozenset(users) for name, users in index.items()})

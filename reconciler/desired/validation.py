@@ -13,18 +13,12 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from reconciler.desired import yamlio
-from reconciler.desired.models import NAME_PATTERN, Phases, Step
+from reconciler.desired.models import ENV_NAME_PATTERN, MAX_SECONDS, NAME_PATTERN, Phases, Step
 from reconciler.desired.resolved import Problem
+from reconciler.desired.yamlio import field_path
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def field_path(loc: Sequence[str | int]) -> str:
-    """``spec.phases.provision[0].tofu.module``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(document)"
+__all__ = ["field_path", "validate"]
 
 
 def _real_loc(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
@@ -107,9 +101,19 @@ def _describe_error(root: type[BaseModel], data: Any, error: Any) -> tuple[tuple
         msg = (
             "a name is 2-63 lowercase letters, digits and '-', starting with a letter and not ending with '-'"
         )
+    if kind == "string_pattern_mismatch" and ENV_NAME_PATTERN in msg:
+        msg = (
+            "an environment variable name is letters, digits and '_', not starting with a digit "
+            "(no '=', space or empty name)"
+        )
+    if kind == "int_parsing_size":
+        msg = "Input should be an integer that fits 64 bits"
+    if real and isinstance(real[-1], str) and real[-1].endswith("Seconds") and kind != "missing":
+        msg += f"; accepted: a duration in seconds, at most {MAX_SECONDS} (7 days)"
     got = error.get("input")
     if kind not in ("model_type", "dict_type", "list_type") and not isinstance(got, dict | list):
-        msg += f" (got {got!r})"
+        shown = repr(got)
+        msg += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
     return real, False, f"`{field_path(real)}`: {msg}"
 
 

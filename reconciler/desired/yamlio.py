@@ -10,11 +10,19 @@ same. The round-trip loader runs only to find the line and column of a node
 an error points at. Before parsing, a file is refused when it is too large,
 not UTF-8, or when its aliases would expand beyond a small budget (the
 "billion laughs").
+
+Every value is bounded here, where it is built (SPEC section 7): no list or
+mapping nested deeper than ``MAX_DEPTH``, integers within 64 bits, finite
+floats, no NUL in any string or key, and no explicit tag. A document that
+might nest so deep that the C parser would take quadratic time or its
+recursive composer would overflow the C stack is walked event by event first,
+stopping at the first level too deep.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -38,6 +46,19 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 10_000
 #: How many aliases a document may use at all.
 MAX_ALIASES = 100
+#: SPEC section 7: how deep lists and mappings may nest (the document itself is level 1).
+MAX_DEPTH = 64
+#: SPEC section 7: integers fit 64 bits.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_INT_DIGITS = len(str(INT_MIN))
+#: Past this many ``[``/``{`` a document may nest deep enough to hurt the C parser: walk it first.
+_FLOW_OPENERS = 1000
+# Many block indicators at a line start (``- - - x``), or a deep indentation: the same.
+_COMPACT = re.compile(r"^[ \t]*(?:[-?:][ \t]+){16}", re.MULTILINE)
+_DEEP_INDENT = re.compile(r"^ {200}", re.MULTILINE)
+_TAB_HINT = "YAML is indented with spaces, never tabs: indent with spaces"
+_TAG_HINT = "write the plain value (in quotes if it must stay a string)"
+_NUL_HINT = "a string may not hold a NUL character (\\0); remove it"
 
 #: A path into a document: mapping keys and sequence indexes.
 Loc = tuple[str | int, ...]
@@ -54,6 +75,42 @@ class YamlIssue:
     line: int
     col: int
     message: str
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """``spec.phases.provision[0].tofu.module``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(document)"
+
+
+def _too_deep() -> str:
+    return (
+        f"nested more than {MAX_DEPTH} levels deep; "
+        f"at most {MAX_DEPTH} levels of lists and mappings are accepted"
+    )
+
+
+def _int_refusal(value: str) -> str:
+    digits = len(value.lstrip("+-"))
+    return (
+        f"the integer {value[:24]}{'...' if len(value) > 24 else ''} ({digits} digits) does not fit 64 bits; "
+        f"accepted: {INT_MIN} to {INT_MAX}"
+    )
+
+
+def _tag_refusal(tag: str) -> str:
+    name = "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+    return f"tags are not allowed (found `{name[:60]}`); {_TAG_HINT}"
+
+
+def _issue(mark: Any, loc: Loc, message: str) -> YamlIssue:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    where = field_path(loc)
+    if len(where) > 80:
+        where = where[:80] + "..."
+    return YamlIssue(line, col, f"`{where}`: {message}")
 
 
 def _safe() -> YAML:
@@ -89,19 +146,61 @@ def decode(data: bytes) -> str | YamlIssue:
         )
 
 
-def _check_aliases(text: str) -> YamlIssue | None:
-    """Refuse documents whose aliases expand past the budget, without expanding them."""
-    if not _MAYBE_ALIAS.search(text):
-        return None
+def _may_be_deep(text: str) -> bool:
+    """Whether the document might nest deep enough to hurt the C parser (cheap; false alarms are fine)."""
+    return (
+        text.count("[") + text.count("{") > _FLOW_OPENERS
+        or _COMPACT.search(text) is not None
+        or _DEEP_INDENT.search(text) is not None
+    )
+
+
+class _Frame:
+    """One open collection while walking events: its anchor, size, and where its next child sits."""
+
+    __slots__ = ("anchor", "index", "is_map", "key", "on_key", "size")
+
+    def __init__(self, anchor: Any, is_map: bool) -> None:
+        self.anchor = anchor
+        self.is_map = is_map
+        self.size = 1
+        self.index = 0
+        self.key: Any = None
+        self.on_key = True
+
+
+def _loc_of(stack: list[_Frame]) -> Loc:
+    loc: list[str | int] = []
+    for frame in stack:
+        if frame.is_map:
+            if not frame.on_key and isinstance(frame.key, str | int):
+                loc.append(frame.key)
+        else:
+            loc.append(frame.index)
+    return tuple(loc)
+
+
+def _check_events(text: str) -> YamlIssue | None:
+    """Walk the event stream once, without building anything, and stop at the first refusal.
+
+    Refused: nesting past ``MAX_DEPTH`` (the walk stops there, so a document of a
+    million ``[`` costs what its first 65 do), explicit tags, a date that is not
+    one, and aliases that would expand past the budget (the "billion laughs").
+    """
     sizes: dict[str, int] = {}
-    # Each open collection: [anchor, node count so far].
-    stack: list[list[Any]] = []
+    stack: list[_Frame] = []
     aliases = 0
     total = 0
     for event in _safe().parse(text):
         name = type(event).__name__
+        if name in ("MappingStartEvent", "SequenceStartEvent", "ScalarEvent", "AliasEvent"):
+            tag = getattr(event, "tag", None)
+            if tag is not None and tag != "!":
+                return _issue(event.start_mark, _loc_of(stack), _tag_refusal(tag))
         if name in ("MappingStartEvent", "SequenceStartEvent"):
-            stack.append([getattr(event, "anchor", None), 1])
+            if len(stack) >= MAX_DEPTH:
+                return _issue(event.start_mark, _loc_of(stack), _too_deep())
+            stack.append(_Frame(getattr(event, "anchor", None), name == "MappingStartEvent"))
             continue
         if name in ("ScalarEvent", "AliasEvent"):
             if name == "AliasEvent":
@@ -111,17 +210,29 @@ def _check_aliases(text: str) -> YamlIssue | None:
                 size = 1
                 if event.anchor:
                     sizes[event.anchor] = 1
+                if event.implicit[0]:
+                    issue = _check_plain(event.value)
+                    if issue is not None:
+                        return _issue(event.start_mark, _loc_of(stack), issue)
         elif name in ("MappingEndEvent", "SequenceEndEvent"):
-            anchor, size = stack.pop()
-            if anchor:
-                sizes[anchor] = size
+            frame = stack.pop()
+            if frame.anchor:
+                sizes[frame.anchor] = frame.size
+            size = frame.size
         else:
             continue
         if stack:
-            stack[-1][1] += size
+            parent = stack[-1]
+            parent.size += size
+            if parent.is_map:
+                if parent.on_key:
+                    parent.key = event.value if name == "ScalarEvent" else None
+                parent.on_key = not parent.on_key
+            else:
+                parent.index += 1
         else:
             total += size
-        expanded = total + sum(entry[1] for entry in stack)
+        expanded = total + sum(frame.size for frame in stack)
         if aliases > MAX_ALIASES or expanded > MAX_EXPANDED_NODES:
             mark = event.start_mark
             return YamlIssue(
@@ -133,12 +244,64 @@ def _check_aliases(text: str) -> YamlIssue | None:
     return None
 
 
+def _check_plain(value: str) -> str | None:
+    """Why a plain scalar that ruamel would construct is refused (dates that are not dates, huge ints)."""
+    for tag, pattern in _RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            if tag == _INT and _DECIMAL.match(value) and len(value) > _INT_DIGITS:
+                return _int_refusal(value)
+            if tag == _TIMESTAMP:
+                try:
+                    _safe().load(value)
+                except (ValueError, OverflowError, YAMLError):
+                    return f"{value!r} is not a valid date; quote it to keep it a string"
+            return None
+    return None
+
+
+def _check_value(data: Any) -> tuple[Loc, str] | None:
+    """The first value out of bounds in what ruamel built (aliases may have nested it deeper)."""
+    todo: list[tuple[Any, Loc]] = [(data, ())]
+    while todo:
+        value, loc = todo.pop()
+        if isinstance(value, dict | list):
+            if len(loc) >= MAX_DEPTH:
+                return loc, _too_deep()
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, _ in items:
+                if isinstance(key, str) and "\0" in key:
+                    return loc, f"key {key!r}: {_NUL_HINT}"
+            # Reversed onto the stack, so the first value out of bounds in the document is the one named.
+            for key, item in reversed(items):
+                todo.append((item, (*loc, key if isinstance(key, str | int) else str(key))))
+        else:
+            problem = _check_leaf(value)
+            if problem is not None:
+                return loc, problem
+    return None
+
+
+def _check_leaf(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _NUL_HINT if "\0" in value else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+        return _int_refusal(str(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number; write a number"
+    if isinstance(value, bytes | set):
+        return f"tags are not allowed; {_TAG_HINT}"
+    return None
+
+
 # -- the fast path ---------------------------------------------------------------------------------
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 # Tags our resolver hands the composer, compared by identity: an explicit tag in the file is
 # another object, which the constructor below leaves to ruamel.
 _PLAIN, _QUOTED, _MAP, _SEQ = (Tag(suffix=s) for s in ("?plain", "?str", "?map", "?seq"))
@@ -154,6 +317,15 @@ _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 
 class _Fallback(Exception):
     """Something the fast path does not construct itself; ruamel's loader decides."""
+
+
+class _Refusal(Exception):
+    """A value out of bounds (SPEC section 7), at ``node``."""
+
+    def __init__(self, node: Any, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
 
 
 if _CParser is not None:
@@ -174,8 +346,9 @@ if _CParser is not None:
             return None
 
 
-def _scalar(value: str) -> Any:
+def _scalar(node: Any) -> Any:
     """A plain scalar, resolved as ruamel's YAML 1.2 safe loader would."""
+    value: str = node.value
     for tag, pattern in _RESOLVERS.get(value[:1], ()):
         if pattern.match(value):
             if tag == _NULL:
@@ -183,43 +356,76 @@ def _scalar(value: str) -> Any:
             if tag == _BOOL:
                 return value.lower() == "true"
             if tag == _INT and _DECIMAL.match(value):
-                return int(value)
+                number = int(value) if len(value) <= _INT_DIGITS else None
+                if number is None or not INT_MIN <= number <= INT_MAX:
+                    raise _Refusal(node, _int_refusal(value))
+                return number
             if tag == _FLOAT and _SIMPLE_FLOAT.match(value):
-                return float(value)
+                real = float(value)
+                if not math.isfinite(real):
+                    raise _Refusal(node, f"{value[:24]}... does not fit a finite number; write a smaller one")
+                return real
             raise _Fallback(tag)
+    if "\0" in value:
+        raise _Refusal(node, _NUL_HINT)
     return value
 
 
-def _construct(node: Any) -> Any:
+def _construct(node: Any, depth: int = 1) -> Any:
     tag = node.ctag
     if tag is _QUOTED:
-        return node.value
+        text: str = node.value
+        if "\0" in text:
+            raise _Refusal(node, _NUL_HINT)
+        return text
     if tag is _PLAIN:
-        return _scalar(node.value)
+        return _scalar(node)
+    if depth > MAX_DEPTH and (tag is _MAP or tag is _SEQ):
+        raise _Refusal(node, _too_deep())
     if tag is _MAP:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key_tag = key_node.ctag
             if key_tag is _QUOTED:
                 key = key_node.value
+                if "\0" in key:
+                    raise _Refusal(key_node, _NUL_HINT)
             elif key_tag is _PLAIN:
-                key = _scalar(key_node.value)
+                key = _scalar(key_node)
             else:
                 raise _Fallback("a key that is not a scalar")
             if key in out:
                 raise _Fallback("duplicate key")
-            out[key] = _construct(value_node)
+            out[key] = _construct(value_node, depth + 1)
         return out
     if tag is _SEQ:
-        return [_construct(item) for item in node.value]
-    raise _Fallback(tag)
+        return [_construct(item, depth + 1) for item in node.value]
+    raise _Refusal(node, _tag_refusal(str(node.tag)))
+
+
+def _path_to(root: Any, target: Any) -> Loc:
+    """Where ``target`` sits under ``root``: mapping keys (as written) and sequence indexes."""
+    todo: list[tuple[Any, Loc]] = [(root, ())]
+    while todo:
+        node, loc = todo.pop()
+        if node is target:
+            return loc
+        value = node.value
+        if node.ctag is _MAP:
+            for key_node, value_node in value:
+                if key_node is target:
+                    return loc
+                todo.append((value_node, (*loc, key_node.value)))
+        elif node.ctag is _SEQ:
+            todo.extend((item, (*loc, i)) for i, item in enumerate(value))
+    return ()
 
 
 _NOT_FAST = object()
 
 
 def _fast_load(text: str) -> Any:
-    """The document, or ``_NOT_FAST`` when ruamel's loader must decide (and report errors)."""
+    """The document (or its refusal), or ``_NOT_FAST`` when ruamel's loader must decide."""
     if _CParser is None or _DIRECTIVE.search(text):
         return _NOT_FAST
     parser = _Composer(text)
@@ -228,6 +434,8 @@ def _fast_load(text: str) -> Any:
         if node is None:
             return _NOT_FAST
         return _construct(node)
+    except _Refusal as e:
+        return _issue(e.node.start_mark, _path_to(node, e.node), e.message)
     except (_Fallback, YAMLError, RecursionError):
         return _NOT_FAST
     finally:
@@ -237,14 +445,21 @@ def _fast_load(text: str) -> Any:
 def load(text: str) -> Any | YamlIssue:
     """Parse one YAML document with the C parser, or say where and why it is refused."""
     try:
-        if not _MAYBE_ALIAS.search(text):
+        deep = _may_be_deep(text)
+        if not deep and not _MAYBE_ALIAS.search(text):
             fast = _fast_load(text)
             if fast is not _NOT_FAST:
                 return fast
-        issue = _check_aliases(text)
+        issue = _check_events(text)
         if issue is not None:
             return issue
-        return _safe().load(text)
+        data = _safe().load(text)
+        found = _check_value(data)
+        if found is not None:
+            loc, message = found
+            line, col, _ = locate(text, loc)
+            return YamlIssue(line, col, f"`{field_path(loc)}`: {message}")
+        return data
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -252,9 +467,23 @@ def load(text: str) -> Any | YamlIssue:
         if type(e).__name__ == "DuplicateKeyError":
             return YamlIssue(line, col, f"{problem}; each key may appear once in a mapping")
         context = f" ({e.context.strip()})" if e.context else ""
-        return YamlIssue(line, col, f"YAML syntax error: {problem}{context}")
+        hint = f"; {_TAB_HINT}" if _tab_at(text, line, col) or "tab" in problem else ""
+        return YamlIssue(line, col, f"YAML syntax error: {problem}{context}{hint}")
     except YAMLError as e:
         return YamlIssue(1, 1, f"YAML error: {str(e).splitlines()[0]}")
+    except (ValueError, OverflowError, RecursionError) as e:
+        # Whatever ruamel's constructor raises on a value it cannot build is that file's refusal.
+        why = f"{type(e).__name__}: {str(e)[:200]}"
+        return YamlIssue(1, 1, f"a value cannot be read ({why}); write plain values")
+
+
+def _tab_at(text: str, line: int, col: int) -> bool:
+    """Whether the refused position is a tab, or a line indented with one."""
+    lines = text.split("\n", line)
+    if line > len(lines):
+        return False
+    row = lines[line - 1]
+    return row[col - 1 : col] == "\t" or row[: len(row) - len(row.lstrip(" \t"))].count("\t") > 0
 
 
 def locate(text: str, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int, Loc]:

@@ -9,7 +9,7 @@ only cancellation ends a phase early, and it too is recorded (``interrupted``).
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import logging
 import os
 import re
@@ -40,15 +40,16 @@ from reconciler.domain import (
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.domain.states import SUCCEEDED
-from reconciler.engine.checkout import ensure_checkout
+from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.steps.redact import REDACTED
-from reconciler.store import CorruptStateError, LostRace, Observed, StateStore, StoreError
+from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
 from reconciler.store.lock import is_stale, new_lock
+from reconciler.store.message import RECONCILER_ACTOR, author_actor, person
 from reconciler.store.recovery import recover_stale
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,12 @@ logger = logging.getLogger(__name__)
 MAX_ACTIONS = 32
 #: How often a lost compare-and-swap is retried before the turn gives up.
 MAX_LOST_RACES = 8
-#: How often the success of a phase that ran is offered to a failing state store before giving up.
-SUCCESS_COMMIT_TRIES = 4
 #: Added to a phase's timeout to make its lock's expiry.
 LOCK_GRACE_SECONDS = 60.0
+#: How long the commit that ends a phase is retried while the store (a remote) cannot be reached.
+#: The phase ran: giving up would leave it recorded as still running and, once its lock expired,
+#: run it again. Retrying is safe: the commit is a compare-and-swap on the lock-holding version.
+FINISH_RETRY_SECONDS = 300.0
 
 
 class Outcome(StrEnum):
@@ -140,10 +143,14 @@ class Engine:
     on_output: Callable[[str, str], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prune: bool = False
+    #: A person's ``<user>@<host>`` when they ran this by hand: every commit is theirs (SPEC 4.1).
+    #: ``None``: what is planned from a desired commit is its author's, checks and recovery ``reconciler``'s.
+    actor: str | None = None
     #: Definitions of environments whose file is gone, as last applied, by (commit, name).
     _definitions: dict[tuple[str, str], ResolvedEnvironment | None] = field(default_factory=dict, repr=False)
     _definitions_cache: ParseCache = field(default_factory=ParseCache, repr=False)
     _definitions_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _authors: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- the verb -----------------------------------------------------------------------
 
@@ -326,15 +333,13 @@ class Engine:
     def _dependents(self, snapshot: DesiredSnapshot, name: str) -> dict[str, bool]:
         """Environments declaring ``dependsOn: [name]`` -> are they gone (destroyed or never created)?"""
         gone: dict[str, bool] = {}
-        for other in snapshot.environments.values():
-            if name not in other.depends_on:
-                continue
+        for other in sorted(snapshot.dependents.get(name, ())):
             try:
-                observed = self.store.read(other.name)
+                observed = self.store.read(other)
             except CorruptStateError:
-                gone[other.name] = False
+                gone[other] = False
                 continue
-            gone[other.name] = observed is None or observed.env.state_name == "destroyed"
+            gone[other] = observed is None or observed.env.state_name == "destroyed"
         return gone
 
     # -- actions ------------------------------------------------------------------------
@@ -350,14 +355,19 @@ class Engine:
         name = plan.name
         commit = snapshot.commit
         now = self.clock.now()
+        actor = self.actor_of(commit)
         if action.kind is ActionKind.CREATE:
             created = Environment.create(name, desired_commit=commit, at=now).into_any()
-            self._commit(name, observed, created, transitions, detail=action.reason)
+            self._commit(name, observed, created, transitions, detail=action.reason, actor=actor)
             return None
         if action.kind is ActionKind.RECREATE:
             assert observed is not None
             self._commit(
-                name, observed, recreate_env(observed.env, desired_commit=commit, at=now), transitions
+                name,
+                observed,
+                recreate_env(observed.env, desired_commit=commit, at=now),
+                transitions,
+                actor=actor,
             )
             return None
         if action.kind is ActionKind.RECOVER:
@@ -382,7 +392,32 @@ class Engine:
                 f"({observed.env.desired_commit or 'none'}) cannot be read; restore the file, or destroy "
                 "it by hand and remove its state (docs/recovery.md)"
             )
-        return self.run_phase(snapshot, desired, observed, action.phase, plan.next_attempt, transitions)
+        return self.run_phase(
+            snapshot, desired, observed, action.phase, plan.next_attempt, transitions, actor=actor
+        )
+
+    def actor_of(self, commit: str | None) -> str:
+        """Who a commit planned from desired commit ``commit`` is attributed to (SPEC 4.1)."""
+        if self.actor is not None:
+            return self.actor
+        if commit is None:
+            return person()  # a work tree's desired state: only a person applies that
+        with self._definitions_lock:
+            known = self._authors.get(commit)
+        if known is not None:
+            return known
+        try:
+            obj = self.repo.get(commit)
+        except (ValueError, pygit2.GitError):
+            obj = None
+        author = (
+            author_actor(obj.author.name, obj.author.email)
+            if isinstance(obj, pygit2.Commit)
+            else RECONCILER_ACTOR
+        )
+        with self._definitions_lock:
+            self._authors[commit] = author
+        return author
 
     def _commit(
         self,
@@ -392,6 +427,7 @@ class Engine:
         transitions: list[tuple[str, str]],
         *,
         detail: str | None = None,
+        actor: str | None = None,
     ) -> Observed:
         before = observed.env.state_name if observed else "none"
         result = self.store.apply(
@@ -401,6 +437,7 @@ class Engine:
             from_state=before,
             desired_commit=after.desired_commit,
             detail=detail,
+            actor=actor or self.actor or RECONCILER_ACTOR,
         )
         transitions.append((before, after.state_name))
         self._emit(TransitionEvent(name, before, after.state_name, detail))
@@ -420,19 +457,23 @@ class Engine:
         phase: Phase,
         attempt: int,
         transitions: list[tuple[str, str]] | None = None,
+        *,
+        actor: str | None = None,
     ) -> FailureContext | None:
         """Take the lock, run the phase's steps, commit success or failure.
 
         Returns the failure context, or ``None`` on success. ``LostRace`` from
-        taking the lock propagates: nothing ran.
+        taking the lock propagates: nothing ran. ``actor`` (default: ``self.actor``,
+        else the desired commit's author) is who the commits are attributed to.
         """
         transitions = transitions if transitions is not None else []
+        actor = actor or self.actor_of(snapshot.commit)
         name = desired.name
         timeout = float(desired.spec.timeout_seconds)
         started_at = self.clock.now()
         lock = new_lock(timeout, LOCK_GRACE_SECONDS, started_at)
         entering = start_phase(observed.env, phase, lock=lock, desired_commit=snapshot.commit, at=started_at)
-        held = self._commit(name, observed, entering, transitions)
+        held = self._commit(name, observed, entering, transitions, actor=actor)
 
         started = time.monotonic()
         deadline = started + timeout
@@ -445,8 +486,9 @@ class Engine:
         failed_step = f"{phase} phase"
         chain: tuple[str, ...] = ()
         tail = ""
+        leases = contextlib.ExitStack()
         try:
-            checkout = self._checkout(snapshot)
+            checkout = leases.enter_context(self._checkout(snapshot))
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
             for step in desired.steps(phase):
                 failed_step = step.describe()
@@ -494,6 +536,7 @@ class Engine:
         except Exception as e:  # SPEC 7: whatever broke, the phase ends failed and its lock is released
             kind, summary, chain = _unexpected(e, name, phase, failed_step, secrets)
         finally:
+            leases.close()
             if phase_log is not None:
                 phase_log.close()
 
@@ -502,26 +545,17 @@ class Engine:
 
         if kind is None:
             try:
-                stored = redact_outputs(outputs, secrets)
-                phase_hash = desired.phase_hashes.get(phase)
-                for tries in itertools.count(1):
-                    done = succeed_phase(current.env, phase_hash=phase_hash, outputs=stored, at=finished_at)
-                    try:
-                        self._commit(name, current, done, transitions)
-                        return None
-                    except LostRace:
-                        raise
-                    except StoreError as e:
-                        # The phase ran: recording a failure would run it again. A store error is
-                        # temporary, so the success is recorded again; still failing, it propagates.
-                        if tries >= SUCCESS_COMMIT_TRIES or self.cancel.wait(0.2 * 2**tries):
-                            raise
-                        logger.warning(
-                            "could not record the phase's success; trying again",
-                            extra={"environment": name, "phase": str(phase), "error": str(e)},
-                        )
-                        current = self._still_held(name, phase, lock)
+                done = succeed_phase(
+                    current.env,
+                    phase_hash=desired.phase_hashes.get(phase),
+                    outputs=redact_outputs(outputs, secrets),
+                    at=finished_at,
+                )
+                self._finish(name, current, done, transitions, actor=actor)
+                return None
             except StoreError:
+                # The phase ran: a remote that stayed away, or a lost lock, is not its failure, and
+                # recording one would have it run again.
                 raise
             except Exception as e:  # the success cannot be recorded at all (a bug): record a failure instead
                 kind, summary, chain = _unexpected(e, name, phase, "recording the phase's success", secrets)
@@ -556,14 +590,15 @@ class Engine:
             logger.error("could not write the trace file", extra={"environment": name, "error": str(e)})
             failure = failure.model_copy(update={"trace_file": None})
         try:
-            self._commit(
+            self._finish(
                 name,
                 current,
                 fail_phase(current.env, failure, at=finished_at),
                 transitions,
                 detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+                actor=actor,
             )
-        except LostRace:
+        except StoreError:
             raise
         except Exception as e:  # the record itself is refused: record it again, plainer, or not at all
             logger.error(
@@ -578,8 +613,44 @@ class Engine:
             failure = failure.model_copy(
                 update={"failed_step": _one_line(failure.failed_step), "error_summary": _one_line(summary)}
             )
-            self._commit(name, current, fail_phase(current.env, failure, at=finished_at), transitions)
+            self._finish(
+                name, current, fail_phase(current.env, failure, at=finished_at), transitions, actor=actor
+            )
         return failure
+
+    def _finish(
+        self,
+        name: str,
+        current: Observed,
+        after: AnyEnvironment,
+        transitions: list[tuple[str, str]],
+        *,
+        detail: str | None = None,
+        actor: str | None = None,
+    ) -> Observed:
+        """Commit the end of a phase that ran, retrying while the store cannot be reached.
+
+        A lost race (someone force-unlocked us) and a refusal by the remote are final;
+        anything else (a fetch or push that failed, a remote that is away) is retried
+        with backoff for ``FINISH_RETRY_SECONDS``, so a transient outage never turns a
+        phase that ran into one that runs again.
+        """
+        deadline = time.monotonic() + FINISH_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return self._commit(name, current, after, transitions, detail=detail, actor=actor)
+            except (LostRace, PushRefused, CorruptStateError):
+                raise
+            except StoreError as e:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "cannot record the end of the phase yet; retrying",
+                    extra={"environment": name, "state": after.state_name, "error": str(e)},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _still_held(self, name: str, phase: Phase, lock: Lock) -> Observed:
         """The observed state, when ``lock`` is still the one it holds; else ``LostRace``.
@@ -642,7 +713,15 @@ class Engine:
         for phase in order[order.index(Phase(step_reapply)) : last + 1]:
             current = self.store.read(name)
             assert current is not None
-            failure = self.run_phase(snapshot, desired, current, phase, attempt=1, transitions=transitions)
+            failure = self.run_phase(
+                snapshot,
+                desired,
+                current,
+                phase,
+                attempt=1,
+                transitions=transitions,
+                actor=self.actor or RECONCILER_ACTOR,  # healing: the daemon's own, or `check --heal`'s
+            )
             if failure is not None:
                 return self._result(
                     name,
@@ -677,7 +756,14 @@ class Engine:
         steps = desired.steps("check")
         if not steps:
             return None
-        checkout = self._checkout(snapshot)
+        with self._checkout(snapshot) as checkout:
+            return self._checks_in(snapshot, desired, observed, checkout)
+
+    def _checks_in(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed, checkout: Path
+    ) -> tuple[str, str] | None:
+        """The first failing check step of ``desired`` run in ``checkout``: (phase to re-apply, why)."""
+        steps = desired.steps("check")
         outputs = dict(observed.env.outputs)
         try:
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
@@ -709,10 +795,11 @@ class Engine:
                 return step.reapply or "run", redact(outcome.summary, secrets | rendered.secrets)
         return None
 
-    def _checkout(self, snapshot: DesiredSnapshot) -> Path:
+    def _checkout(self, snapshot: DesiredSnapshot) -> contextlib.AbstractContextManager[Path]:
+        """The desired commit's export, kept as it is (never reused for another commit) until closed."""
         if snapshot.commit is None:
             raise OSError("desired state read from a work tree cannot be applied; commit it first")
-        return ensure_checkout(self.repo, snapshot.commit, self.data_dir)
+        return leased_checkout(self.repo, snapshot.commit, self.data_dir)
 
     def _open_phase_log(self, name: str, phase: Phase, started_at: datetime) -> PhaseLog | None:
         path = phase_log_path(self.data_dir, name, str(phase), started_at.strftime("%Y%m%d-%H%M%S"))
@@ -810,7 +897,9 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def reset_attempts(store: StateStore, name: str, *, now: datetime | None = None) -> Observed:
+def reset_attempts(
+    store: StateStore, name: str, *, now: datetime | None = None, actor: str | None = None
+) -> Observed:
     """``reconcile retry``: keep the failed state, set its attempt count to 0, as one commit.
 
     The planner retries a failure whose attempt is 0 at once, whatever the backoff.
@@ -832,4 +921,6 @@ def reset_attempts(store: StateStore, name: str, *, now: datetime | None = None)
         from_state=observed.env.state_name,
         desired_commit=observed.env.desired_commit,
         detail="retry requested: attempts reset",
+        actor=actor or person(),
+        event="retry",
     )

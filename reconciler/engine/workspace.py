@@ -67,11 +67,15 @@ class Workspace:
             self.choice = choice
             if choice.commit is None:
                 raise WorkspaceError(f"{choice.message}: nothing is acted on")
-            return load_snapshot(self.repo, choice.commit, cache=self.cache)
+            snapshot = load_snapshot(self.repo, choice.commit, cache=self.cache)
         except (LookupError, ValueError, pygit2.GitError) as e:
             raise WorkspaceError(
                 f"{self.repo_path}: cannot read desired state at '{rev or 'HEAD'}': {e}"
             ) from e
+        refused = snapshot.config_refused
+        if refused is not None:  # SPEC 2.4: refused as a whole, never acted on with defaults
+            raise WorkspaceError(refused)
+        return snapshot
 
     def desired(self) -> DesiredSnapshot:
         """Desired state as the commands that act see it: with ``remote`` set, the remote's.

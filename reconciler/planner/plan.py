@@ -303,7 +303,7 @@ def _retry(
     if failure.error_kind is ErrorKind.INTERRUPTED:
         reason = f"{failed} was interrupted; retry at once ({counted})"
         return _Decision(Verdict.CHANGES, reason, _retitle(actions, reason), next_attempt=attempt)
-    retry_at = failure.failed_at + timedelta(seconds=retry.backoff_seconds * 2 ** (failure.attempt - 1))
+    retry_at = failure.failed_at + timedelta(seconds=_backoff(retry.backoff_seconds, failure.attempt))
     if now < retry_at:
         return _Decision(
             Verdict.WAITING,
@@ -532,3 +532,12 @@ def _dependency_order(wanted: set[str], deps_of: Mapping[str, tuple[str, ...]]) 
                 heapq.heappush(ready, dependent)
     placed = set(order)
     return order + sorted(wanted - placed)
+
+
+#: The longest wait between two attempts: exponential backoff stops doubling there (SPEC 7's 7 days).
+MAX_BACKOFF_SECONDS = 7 * 24 * 3600
+
+
+def _backoff(base: float, attempt: int) -> float:
+    """``base`` doubled for each attempt after the first, at most ``MAX_BACKOFF_SECONDS``."""
+    return min(base * 2.0 ** min(max(attempt - 1, 0), 64), float(MAX_BACKOFF_SECONDS))

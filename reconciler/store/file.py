@@ -24,6 +24,7 @@ from uuid import UUID
 from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError, format_timestamp
 from reconciler.store.errors import CorruptStateError, InvalidLockFile, LockTimeout, LostRace, StoreError
 from reconciler.store.lock import holder_label, process_alive, this_holder
+from reconciler.store.message import RECONCILER_ACTOR, TRANSITION
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
 from reconciler.store.recovery import force_unlock
 
@@ -236,6 +237,8 @@ class FileStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         if after.name != name:
             raise ValueError(f"cannot store environment '{after.name}' under the name '{name}'")
@@ -265,6 +268,8 @@ class FileStore:
                         desired_commit=desired_commit,
                         detail=detail,
                         before=before,
+                        actor=actor or RECONCILER_ACTOR,
+                        event=event,
                     )
         except OSError as e:
             raise StoreError(f"cannot write {directory / STATE_FILE}: {e}") from e
@@ -279,6 +284,8 @@ class FileStore:
         desired_commit: str | None,
         detail: str | None,
         before: FailureContext | None,
+        actor: str,
+        event: str,
     ) -> None:
         line: dict[str, Any] = {
             "name": name,
@@ -287,6 +294,8 @@ class FileStore:
             "desiredCommit": desired_commit,
             "holder": holder_label(this_holder()),
             "detail": detail,
+            "actor": actor,
+            "event": event,
             "at": format_timestamp(datetime.now(UTC)),
             "failureBefore": None if before is None else before.model_dump(mode="json", by_alias=True),
         }
@@ -329,6 +338,8 @@ class FileStore:
                     detail=line.get("detail"),
                     at=datetime.fromisoformat(line["at"]),
                     commit_id=None,
+                    actor=line.get("actor"),
+                    event=line.get("event", TRANSITION),
                 )
                 keyed.append((record.at, index, record))
         keyed.sort(key=lambda k: (k[0], k[1]), reverse=True)

@@ -24,8 +24,9 @@ import pygit2
 
 from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError
 from reconciler.store.errors import CorruptStateError, LostRace, StoreError
+from reconciler.store.events import EventLog, EventQuery
 from reconciler.store.lock import holder_label, this_holder
-from reconciler.store.message import TransitionMessage
+from reconciler.store.message import TRANSITION, TransitionMessage
 from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
 from reconciler.store.recovery import force_unlock
 
@@ -88,6 +89,7 @@ class GitStore:
         self._mutex = threading.RLock()
         self._held_fd: int | None = None
         self._cache_key = (os.path.realpath(self._repo.path), ref)
+        self._events: EventLog | None = None
 
     # -- reading -------------------------------------------------------------------
 
@@ -147,21 +149,34 @@ class GitStore:
             if tip is None:
                 _PARSED.pop(self._cache_key, None)
                 return {}
-            previous = _PARSED.get(self._cache_key, {})
-            parsed: _Parsed = {}
-            found: dict[str, Observed | CorruptState] = {}
-            for entry in tip.tree:
-                name = entry.name
-                # Iterating a tree yields its entries as (lazily read) objects, typed by their mode.
-                if name is None or not isinstance(entry, pygit2.Tree):
-                    continue
-                key = (name, entry.id)
-                result = previous[key] if key in previous else self._read_subtree(entry, name)
-                parsed[key] = result
-                if result is not None:
-                    found[name] = result
-            _PARSED[self._cache_key] = parsed
-            return dict(sorted(found.items()))
+            found, _PARSED[self._cache_key] = self._read_tree(tip.tree, _PARSED.get(self._cache_key, {}))
+            return found
+
+    def read_all_at(self, commit_id: str) -> dict[str, Observed | CorruptState]:
+        """Every environment as state-branch commit ``commit_id`` recorded it (``status --at``)."""
+        with self._mutex:
+            commit = self._repo.get(commit_id)
+            if not isinstance(commit, pygit2.Commit):
+                raise StoreError(f"{commit_id} is not a commit")
+            found, _ = self._read_tree(commit.tree, _PARSED.get(self._cache_key, {}))
+            return found
+
+    def _read_tree(
+        self, tree: pygit2.Tree, previous: _Parsed
+    ) -> tuple[dict[str, Observed | CorruptState], _Parsed]:
+        parsed: _Parsed = {}
+        found: dict[str, Observed | CorruptState] = {}
+        for entry in tree:
+            name = entry.name
+            # Iterating a tree yields its entries as (lazily read) objects, typed by their mode.
+            if name is None or not isinstance(entry, pygit2.Tree):
+                continue
+            key = (name, entry.id)
+            result = previous[key] if key in previous else self._read_subtree(entry, name)
+            parsed[key] = result
+            if result is not None:
+                found[name] = result
+        return dict(sorted(found.items())), parsed
 
     def _read_subtree(self, sub: pygit2.Tree, name: str) -> Observed | CorruptState | None:
         """``<name>/state.json`` of the tree ``sub``, parsed; ``None`` when there is none."""
@@ -243,6 +258,8 @@ class GitStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> str:
         """The commit message of ``name``'s transition from ``from_state`` to ``after`` (SPEC 4.1)."""
         if after.name != name:
@@ -254,6 +271,8 @@ class GitStore:
             desired_commit=desired_commit,
             holder=holder_label(this_holder()),
             detail=detail,
+            actor=actor,
+            event=event,
         ).format()
 
     def tip_id(self) -> pygit2.Oid | None:
@@ -322,9 +341,17 @@ class GitStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         message = self.message_for(
-            name, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+            name,
+            after,
+            from_state=from_state,
+            desired_commit=desired_commit,
+            detail=detail,
+            actor=actor,
+            event=event,
         )
         data = after.to_json().encode()
         try:
@@ -347,48 +374,29 @@ class GitStore:
 
     # -- the audit trail -------------------------------------------------------------
 
-    def _transitions(self) -> Iterator[tuple[pygit2.Commit, TransitionMessage]]:
-        commit = self._tip()
-        while commit is not None:
-            parsed = TransitionMessage.parse(commit.message)
-            if parsed is not None:
-                yield commit, parsed
-            commit = commit.parents[0] if commit.parents else None
+    @property
+    def events(self) -> EventLog:
+        """The branch as an event log (the one reader of its history)."""
+        if self._events is None:
+            self._events = EventLog(self._repo, self.ref)
+        return self._events
 
     def history(self, name: str | None = None, limit: int | None = None) -> list[TransitionRecord]:
-        records: list[TransitionRecord] = []
-        with self._mutex:
-            for commit, msg in self._transitions():
-                if limit is not None and len(records) >= limit:
-                    break
-                if name is not None and msg.name != name:
-                    continue
-                records.append(
-                    TransitionRecord(
-                        name=msg.name,
-                        from_state=msg.from_state,
-                        to_state=msg.to_state,
-                        desired_commit=msg.desired_commit,
-                        holder=msg.holder,
-                        detail=msg.detail,
-                        at=datetime.fromtimestamp(commit.commit_time, UTC),
-                        commit_id=str(commit.id),
-                    )
-                )
-        return records
+        query = EventQuery(names=() if name is None else (name,), limit=limit)
+        return [event.to_record() for event in self.events.events(query)]
 
     def failure_before(self, name: str) -> FailureContext | None:
-        """The failure ``name`` carried before its latest transition (read from that commit's parent)."""
+        """The failure ``name`` carried before its latest commit (read from that commit's parent)."""
+        newest = self.events.events(EventQuery(names=(name,), limit=1))
+        if not newest or newest[0].commit is None:
+            return None
         with self._mutex:
-            for commit, msg in self._transitions():
-                if msg.name != name:
-                    continue
-                if not commit.parents:
-                    return None
-                obj = self._entry(commit.parents[0].tree, name)
-                parsed = None if obj is None else self._parse(name, obj)
-                return parsed.env.error_details if isinstance(parsed, Observed) else None
-        return None
+            commit = self._repo.get(newest[0].commit)
+            if not isinstance(commit, pygit2.Commit) or not commit.parents:
+                return None
+            obj = self._entry(commit.parents[0].tree, name)
+            parsed = None if obj is None else self._parse(name, obj)
+            return parsed.env.error_details if isinstance(parsed, Observed) else None
 
     def unlock(self, name: str, lock_id: UUID) -> Observed:
         return force_unlock(self, name, lock_id)

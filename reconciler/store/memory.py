@@ -13,6 +13,7 @@ from uuid import UUID
 from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError, utcnow
 from reconciler.store.errors import CorruptStateError, LostRace
 from reconciler.store.lock import holder_label, this_holder
+from reconciler.store.message import RECONCILER_ACTOR, TRANSITION
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
 from reconciler.store.recovery import force_unlock
 
@@ -64,6 +65,8 @@ class MemoryStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         if after.name != name:
             raise ValueError(f"cannot store environment '{after.name}' under the name '{name}'")
@@ -90,6 +93,8 @@ class MemoryStore:
                     detail=detail,
                     at=utcnow(),
                     commit_id=None,
+                    actor=actor or RECONCILER_ACTOR,
+                    event=event,
                 )
             )
         return Observed(env=after, version=_version(text))

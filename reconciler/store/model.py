@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from reconciler.domain import AnyEnvironment, FailureContext
+from reconciler.store.message import TRANSITION
 
 DEFAULT_STATE_REF = "refs/heads/reconciler/state"
 
@@ -43,6 +44,10 @@ class TransitionRecord:
     at: datetime
     #: The transition commit on the state branch (``None`` for the file and memory stores).
     commit_id: str | None
+    #: Who caused it (SPEC 4.1); ``None`` for a record written before actors were recorded.
+    actor: str | None = None
+    #: ``transition`` or an observation's kind (``retry``, ``unlock``, ``drift``, ...).
+    event: str = TRANSITION
 
 
 class StateStore(Protocol):
@@ -63,11 +68,14 @@ class StateStore(Protocol):
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         """Record ``after`` as one transition if ``name`` is still at ``expected_version``.
 
         Raises ``LostRace`` (nothing written) when it is not, and
-        ``CorruptStateError`` when the current state cannot be read.
+        ``CorruptStateError`` when the current state cannot be read. ``actor``
+        (default ``reconciler``) and ``event`` are recorded with it (SPEC 4.1).
         """
         ...
 

@@ -14,6 +14,7 @@ from reconciler.domain import AnyEnvironment, ErrorKind, FailureContext, utcnow
 from reconciler.domain.dispatch import fail_phase, in_progress_phase
 from reconciler.store.errors import LockIdMismatch, LostRace
 from reconciler.store.lock import stale_reason
+from reconciler.store.message import RECONCILER_ACTOR, person
 from reconciler.store.model import CorruptState, Observed, RemembersFailures, StateStore
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ def _earlier_failure(store: StateStore, name: str) -> FailureContext | None:
     return store.failure_before(name) if isinstance(store, RemembersFailures) else None
 
 
-def force_unlock(store: StateStore, name: str, lock_id: object) -> Observed:
-    """``unlock`` for any store: the id is a nonce that must match the current lock."""
+def force_unlock(store: StateStore, name: str, lock_id: object, actor: str | None = None) -> Observed:
+    """``unlock`` for any store: the id is a nonce that must match the current lock.
+
+    Only a person force-unlocks: the commit's actor is ``<user>@<host>`` unless told otherwise.
+    """
     observed = store.read(name)
     if observed is None:
         raise LockIdMismatch(f"{name}: no such environment, nothing to unlock")
@@ -68,6 +72,8 @@ def force_unlock(store: StateStore, name: str, lock_id: object) -> Observed:
         from_state=env.state_name,
         desired_commit=env.desired_commit,
         detail=summary,
+        actor=actor or person(),
+        event="unlock",
     )
 
 
@@ -100,6 +106,7 @@ def recover_stale(store: StateStore, now: datetime, names: Iterable[str] | None 
                 from_state=env.state_name,
                 desired_commit=env.desired_commit,
                 detail=summary,
+                actor=RECONCILER_ACTOR,
             )
         except LostRace:
             logger.info("stale lock already handled elsewhere", extra={"environment": name})

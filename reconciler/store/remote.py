@@ -30,6 +30,7 @@ import pygit2
 from reconciler.domain import AnyEnvironment, FailureContext
 from reconciler.store.errors import LostRace, PushRefused, StoreError
 from reconciler.store.git import STATE_FILE, GitStore
+from reconciler.store.message import TRANSITION
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
 from reconciler.store.push import PushResult, PushStatus, push_ref
 from reconciler.store.recovery import force_unlock
@@ -167,10 +168,18 @@ class RemoteStore:
         from_state: str,
         desired_commit: str | None,
         detail: str | None = None,
+        actor: str | None = None,
+        event: str = TRANSITION,
     ) -> Observed:
         local = self.local
         message = local.message_for(
-            name, after, from_state=from_state, desired_commit=desired_commit, detail=detail
+            name,
+            after,
+            from_state=from_state,
+            desired_commit=desired_commit,
+            detail=detail,
+            actor=actor,
+            event=event,
         )
         try:
             with self._mutex, local.writer_lock():

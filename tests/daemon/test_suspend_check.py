@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.kit import Daemons, Server, runs, shell_env, state_is, transitions, wait_for
+from tests.daemon.kit import DaemonProcess, Daemons, Server, runs, shell_env, state_is, transitions, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -29,18 +30,27 @@ def test_a_suspended_environment_whose_check_fails_is_reported_not_reapplied(
 
     server.write("environments/web.yaml", _suspended(shell_env("web", log, check=f"test -e {healthy}")))
     server.push("suspend web")
+    suspended_at = subprocess.run(
+        ["git", "-C", str(server.clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # The check fails only once the daemon acts on the suspending commit (else it heals, rightly):
+    # two passing checks after it is loaded, so the second one started with it.
+    wait_for("the suspend loaded", lambda: suspended_at in daemon.output(), 20)
+    passed = checks(daemon, "passed")
+    wait_for("a check under the suspend", lambda: checks(daemon, "passed") >= passed + 2, 20)
     settled = len(transitions(server.bare))
     healthy.unlink()  # the check now fails and names `reapply: release`
 
-    def failing_checks() -> float:
-        for line in daemon.get("/metrics")[1].splitlines():
-            if line.startswith('reconcile_checks_total{result="failing"}'):
-                return float(line.split()[-1])
-        return 0.0
-
-    wait_for("failing checks reported", lambda: failing_checks() >= 3, 20)
+    wait_for("failing checks reported", lambda: checks(daemon, "failing") >= 3, 20)
     time.sleep(1.0)  # a few more resyncs
     assert runs(log) == ["web provision", "web configure", "web release-v1", "web run"]
     assert len(transitions(server.bare)) == settled
     assert "suspended, so not re-applied" in daemon.output()
     assert state_is(server.bare, "web", "running")()
+
+
+def checks(daemon: DaemonProcess, result: str) -> float:
+    for line in daemon.get("/metrics")[1].splitlines():
+        if line.startswith(f'reconcile_checks_total{{result="{result}"}}'):
+            return float(line.split()[-1])
+    return 0.0

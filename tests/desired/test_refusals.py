@@ -261,11 +261,14 @@ def test_shell_run_is_not_checked_as_a_template(tmp_path: Path) -> None:
     assert "ok" in load(repo).environments
 
 
-def test_bad_config_is_reported_and_defaults_are_used(tmp_path: Path) -> None:
+def test_bad_config_is_reported_and_refuses_the_whole_snapshot(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, {"reconciler.yaml": "apiVersion: reconciler/v1\nkind: Config\nprun: true\n"})
     snapshot = load(repo)
     assert messages(snapshot)[0].startswith("reconciler.yaml:3:1: unknown field `prun`")
+    # The environments still load, so validate reports them too; commands that act refuse (SPEC 2.4).
     assert set(snapshot.environments) == {"web", "db"}
+    assert snapshot.config_refused is not None
+    assert snapshot.config_refused.startswith("reconciler.yaml is invalid, so nothing is acted on")
 
 
 def test_good_repository_has_no_problems(tmp_path: Path) -> None:

@@ -218,7 +218,7 @@ def test_retry_resets_attempts_and_show_suggests_it(gitops: GitOpsRepo, tmp_path
     gitops.reconcile("apply", check=True)
     assert gitops.state("web")["state"] == "running"
     history = gitops.reconcile("history", "web", "--limit", "3", "--format", "json", check=True).stdout
-    assert [h["to"] for h in json.loads(history)] == ["running", "starting", "released"]
+    assert [h["to"] for h in json.loads(history)["events"]] == ["running", "starting", "released"]
 
 
 def test_destroy_goes_dependents_first(gitops: GitOpsRepo, tmp_path: Path) -> None:

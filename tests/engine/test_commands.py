@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import git
 from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,6 +78,10 @@ def test_unlock_needs_the_right_lock_id(gitops: GitOpsRepo, tmp_path: Path) -> N
         assert isinstance(failure, dict)
         assert after["state"] == "provision_failed"
         assert failure["errorKind"] == "interrupted"
+        unlocked = git(
+            gitops.path, "log", "-1", "--format=%(trailers:key=Reconcile-Event,valueonly)", "reconciler/state"
+        )
+        assert unlocked.strip() == "unlock"
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
@@ -93,10 +98,8 @@ def test_history_reads_the_state_branch_newest_first(gitops: GitOpsRepo, tmp_pat
     text = [line for line in out if not line.startswith(" ")]  # indented lines are commit details
     assert text[0].endswith("web: provisioning -> provisioned")
     assert text[-1].endswith("web: none -> created")
-    assert (
-        len(json.loads(gitops.reconcile("history", "--limit", "1", "--format", "json", check=True).stdout))
-        == 1
-    )
+    newest = json.loads(gitops.reconcile("history", "--limit", "1", "--format", "json", check=True).stdout)
+    assert newest["formatVersion"] == 1 and len(newest["events"]) == 1
 
 
 def test_bad_file_is_reported_and_others_still_converge(gitops: GitOpsRepo, tmp_path: Path) -> None:

@@ -95,3 +95,35 @@ def test_a_server_that_refuses_the_state_branch_makes_apply_report_it_and_run_no
     assert not log.exists(), "no step ran under a lock the remote never recorded"
     assert git(origin, "for-each-ref", "refs/heads/reconciler") == ""
     assert git(clone, "for-each-ref", "refs/heads/reconciler") == "", "nothing claimed locally either"
+
+
+def test_a_remote_away_when_a_phase_ends_is_waited_for_and_the_phase_never_runs_twice(tmp_path: Path) -> None:
+    """The remote disappears while provision runs and comes back 2 s later: apply records the
+    phase's end once it can, instead of leaving it running behind its lock to be run again."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    log = tmp_path / "effects.log"
+    away = tmp_path / "origin.git.away"
+    outage = f"mv {origin} {away} && (setsid sh -c 'sleep 2; mv {away} {origin}' >/dev/null 2>&1 &)"
+    (clone / "environments").mkdir()
+    (clone / "reconciler.yaml").write_text("apiVersion: reconciler/v1\nkind: Config\nremote: origin\n")
+    (clone / "environments" / "web.yaml").write_text(
+        env_file("web", desired="provisioned", phases=counting_phases(log, {"provision": outage}))
+    )
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "web")
+    git(clone, "push", "-q", "origin", "main")
+
+    done = apply(clone, tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert "retrying" in done.stderr
+    assert log.read_text().splitlines() == ["provision web"]
+    # The remote has the phase's end, and no lock is left behind.
+    subjects = git(origin, "log", "--format=%s", "reconciler/state").splitlines()
+    assert subjects[0] == "web: provisioning -> provisioned"
+    state = json.loads(git(origin, "show", "reconciler/state:web/state.json"))
+    assert state["lock"] is None
+    assert apply(clone, tmp_path / "data").returncode == 0
+    assert log.read_text().splitlines() == ["provision web"]

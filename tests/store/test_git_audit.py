@@ -53,12 +53,14 @@ def test_git_log_reads_as_the_audit_trail(repo: Path) -> None:
     newest = git(repo, "log", "-1", "--format=%B", "reconciler/state")
     assert newest == (
         "web: provisioning -> provision_failed\n\n"
-        "failed step: shell ./fail.sh\nexited 1\n\n"
+        "| failed step: shell ./fail.sh\n| exited 1\n\n"
         "Reconcile-Environment: web\n"
         "Reconcile-From: provisioning\n"
         "Reconcile-To: provision_failed\n"
         "Reconcile-Desired-Commit: c0ffee\n"
-        f"Reconcile-Holder: {holder}\n\n"
+        f"Reconcile-Holder: {holder}\n"
+        "Reconcile-Actor: reconciler\n"
+        "Reconcile-Event: transition\n\n"
     )
     trailers = git(repo, "log", "-1", "--format=%(trailers:key=Reconcile-To,valueonly)", "reconciler/state")
     assert trailers.strip() == "provision_failed"
