@@ -22,6 +22,7 @@ Run: ``python benchmarks/bench_daemon.py`` (``BENCH_FLEET=10000``, ``BENCH_PUSHE
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -171,9 +172,8 @@ def wait_converged(repo: pygit2.Repository, name: str, state: str = "provisioned
         tip = repo.get(sha) if sha else None
         if isinstance(tip, pygit2.Commit):
             data = repo[tip.tree[f"{name}/state.json"].id].data
-            if f'"state":"{state}"'.encode() in data.replace(b" ", b"") and b'"lock":null' in data.replace(
-                b" ", b""
-            ):
+            document = json.loads(data)
+            if document["state"] == state and document["lock"] is None:
                 time.sleep(0.2)
                 return
         time.sleep(0.02)
@@ -268,7 +268,8 @@ def count_running(bare: Path) -> int:
     if ref is None:
         return 0
     tree = repo[ref.target].peel(pygit2.Tree)
-    return sum(1 for entry in tree if b'"state":"running"' in repo[tree[f"{entry.name}/state.json"].id].data)
+    documents = (json.loads(repo[tree[f"{entry.name}/state.json"].id].data) for entry in tree)
+    return sum(1 for document in documents if document["state"] == "running")
 
 
 def timed_until(done: Callable[[], bool], timeout: float = 900) -> float:
@@ -276,7 +277,7 @@ def timed_until(done: Callable[[], bool], timeout: float = 900) -> float:
     while not done():
         if time.monotonic() - began > timeout:
             raise SystemExit("the work did not finish in time")
-        time.sleep(0.1)
+        time.sleep(0.5)
     return time.monotonic() - began
 
 
