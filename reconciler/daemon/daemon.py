@@ -45,7 +45,7 @@ from reconciler.daemon.webhook import SECRET_ENV, HookVerdict, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
 from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired
+from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired, config_at
 from reconciler.engine.apply import targets
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
@@ -252,9 +252,11 @@ class Daemon:
     def _remote_name(self) -> str | None:
         if self._snapshot is not None:
             return self._snapshot.config.remote
-        # Before anything is loaded, reconciler.yaml at HEAD says whether there is a remote.
+        # Before anything is loaded, reconciler.yaml at HEAD says whether there is a remote
+        # (that file alone: loading the whole fleet twice at start costs seconds and memory).
+        repo = self.workspace.repo
         try:
-            return load_snapshot(self.workspace.repo, "HEAD", cache=self.workspace.cache).config.remote
+            return None if repo.head_is_unborn else config_at(repo, str(repo.head.target)).remote
         except (LookupError, ValueError, pygit2.GitError):
             return None
 
@@ -326,6 +328,8 @@ class Daemon:
             self._loaded_tip = tip
             self.metrics.triggers.inc(source)
             wake = Wake(None, "start") if force else concerned(self.workspace.repo, previous, snapshot)
+            if previous is None:
+                footprint.trim()  # the first load's parse trees are garbage now
             logger.info(
                 "desired state loaded",
                 extra={

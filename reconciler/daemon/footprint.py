@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: ``mallopt`` parameter number of ``M_ARENA_MAX`` in glibc.
 _M_ARENA_MAX = -8
 #: The most libgit2 keeps in its object cache (its default is 256 MiB).
-GIT_CACHE_BYTES = 16 * 1024 * 1024
+GIT_CACHE_BYTES = 8 * 1024 * 1024
 
 
 def _libc() -> ctypes.CDLL | None:

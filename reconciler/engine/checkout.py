@@ -294,6 +294,15 @@ def _prune(root: Path, keep: Path) -> None:
         reverse=True,
     )
     for old in exports[KEEP_CHECKOUTS:]:
-        if old != keep:
+        if old == keep:
+            continue
+        lease = _lease_path(root, old.name)
+        fd = _lease(lease, fcntl.LOCK_EX | fcntl.LOCK_NB, create=False) if lease.exists() else None
+        if fd is None and lease.exists():
+            continue  # steps still run in it: the next export's pruning looks again
+        try:
             shutil.rmtree(old, ignore_errors=True)
-            _lease_path(root, old.name).unlink(missing_ok=True)
+            lease.unlink(missing_ok=True)
+        finally:
+            if fd is not None:
+                os.close(fd)
