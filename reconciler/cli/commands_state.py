@@ -137,6 +137,16 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _print_json_rows(data: dict[str, Any], key: str) -> None:
+    """``data`` as JSON with each of ``data[key]`` on a line of its own: a fleet of 10,000 prints in
+    milliseconds (an indented dump runs the pure-Python encoder) and still reads line by line."""
+    rows = data[key]
+    head = json.dumps({k: v for k, v in data.items() if k != key}, default=str)[:-1]
+    body = ",\n  ".join(json.dumps(row, default=str) for row in rows)
+    sep = ", " if len(head) > 1 else ""
+    sys.stdout.write(f'{head}{sep}"{key}": [' + (f"\n  {body}\n" if rows else "") + "]}\n")
+
+
 # -- apply ----------------------------------------------------------------------------------
 
 
@@ -353,7 +363,7 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
         if not fleet["environments"]:
             raise _fail(f"environment '{name}' had no recorded state at {at}")
     if fmt is OutputFormat.JSON:
-        _print_json(fleet)
+        _print_json_rows(fleet, "environments")
         return
     table = Table(title=f"as recorded at {fleet['at']} (state commit {fleet['stateCommit'][:12]})")
     for col in ("environment", "observed", "desired commit", "lock", "last transition", "failure"):
@@ -484,7 +494,7 @@ def history(
             )
         events = query_events(st, query)
         if fmt is OutputFormat.JSON:
-            _print_json(history_json(events))
+            _print_json_rows(history_json(events), "events")
             return
         for line in history_lines(events):
             print(line)

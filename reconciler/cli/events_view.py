@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -113,7 +113,7 @@ def resolve_moment(repo: pygit2.Repository, log: EventLog, when: str) -> Moment 
                 f"--at '{when}' is commit {str(commit.id)[:12]}, which is not on the state branch "
                 f"{log.ref}: use a time, or a revision such as {log.ref.removeprefix('refs/heads/')}~3"
             ) from None
-        return Moment(str(commit.id), datetime.fromtimestamp(commit.commit_time).astimezone())
+        return Moment(str(commit.id), datetime.fromtimestamp(commit.commit_time, UTC))
     found = log.commit_at(moment)
     return None if found is None else Moment(found, moment)
 

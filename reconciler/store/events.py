@@ -230,6 +230,8 @@ class EventLog:
             return self._db
         try:
             self.index_path.parent.mkdir(exist_ok=True)
+            if not os.access(self.index_path.parent, os.W_OK):
+                raise PermissionError(f"{self.index_path.parent} is not writable")
             db = sqlite3.connect(self.index_path, timeout=30, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # derived data: consistent after a crash, maybe behind
@@ -258,7 +260,7 @@ class EventLog:
 
     def _remove_index(self) -> None:
         for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(f"{self.index_path}{suffix}")
 
     def tip(self) -> pygit2.Commit | None:
@@ -279,7 +281,11 @@ class EventLog:
                     self._db.close()
                 self._db = None
                 self._remove_index()
-                return self._sync()
+                try:
+                    return self._sync()
+                except sqlite3.DatabaseError:
+                    self._db = self._memory()  # cannot write it here (another user's file): keep it in memory
+                    return self._sync()
 
     def _sync(self) -> sqlite3.Connection:
         db = self._connect()
@@ -397,23 +403,21 @@ class EventLog:
         return None if row is None else str(row[0])
 
     def last_transitions(self, names: Iterable[str], before: str | None = None) -> dict[str, Event]:
-        """Each named environment's newest transition (at or before commit ``before``)."""
+        """Each named environment's newest transition (at or before commit ``before``), in one query."""
+        wanted = set(names)
         with self._mutex:
             db = self.sync()
             limit = 1 << 62
             if before is not None:
                 row = db.execute("SELECT seq FROM commits WHERE id = ?", (before,)).fetchone()
                 limit = 0 if row is None else int(row[0])
-            found: dict[str, Event] = {}
-            for name in names:
-                sql = (
-                    f"SELECT {_COLUMNS} FROM commits WHERE env = ? AND kind = ? AND seq <= ? "  # noqa: S608
-                    "ORDER BY seq DESC LIMIT 1"
-                )
-                row = db.execute(sql, (name, TRANSITION, limit)).fetchone()
-                if row is not None:
-                    found[name] = _event_of(row)
-        return found
+            sql = (
+                f"SELECT {_COLUMNS} FROM commits WHERE seq IN ("  # noqa: S608 - fixed column names
+                "SELECT max(seq) FROM commits WHERE kind = ? AND seq <= ? GROUP BY env)"
+            )
+            rows = db.execute(sql, (TRANSITION, limit)).fetchall()
+        found = (_event_of(row) for row in rows)
+        return {e.environment: e for e in found if e.environment in wanted}
 
     def close(self) -> None:
         with self._mutex:
