@@ -21,6 +21,7 @@ stopping at the first level too deep.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
@@ -492,7 +493,84 @@ def locate(text: str, loc: Sequence[str | int], *, key: bool = False) -> tuple[i
     ``key`` points at a mapping key rather than its value (for unknown fields).
     Elements of ``loc`` that are not in the document (pydantic's union tags)
     are skipped; the deepest node found is returned.
+
+    The nodes come from the C composer (kept for the last few texts, so ten
+    thousand files refused for one reason, or one blueprint located once per
+    environment, cost one composition each); a document the fast path leaves
+    to ruamel (tags, anchors, merge keys, directives, duplicate keys) is read
+    by the round-trip loader instead. Both give the same positions.
     """
+    root = _composed(text)
+    if root is not None:
+        found = _locate_node(root, loc, key)
+        if found is not None:
+            return found
+    return _locate_round_trip(text, loc, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _composed(text: str) -> Any:
+    """The C composer's nodes of ``text``, or ``None`` when the round-trip loader must locate."""
+    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _MAYBE_ALIAS.search(text):
+        return None
+    if "&" in text or "<<" in text:  # anchors and merge keys: the round-trip loader's business
+        return None
+    parser = _Composer(text)
+    try:
+        return parser.get_single_node()
+    except (YAMLError, RecursionError):
+        return None
+    finally:
+        parser.dispose()
+
+
+def _locate_node(root: Any, loc: Sequence[str | int], key: bool) -> tuple[int, int, Loc] | None:
+    """``locate`` over composed nodes; ``None`` when a key on the way cannot be resolved here."""
+    node = root
+    line, col = 1, 1
+    found: list[str | int] = []
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if node.ctag is _MAP:
+            match = None
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                if key_node.ctag is _QUOTED:
+                    name = key_node.value
+                elif key_node.ctag is _PLAIN:
+                    try:
+                        name = _scalar(key_node)
+                    except (_Fallback, _Refusal):
+                        return None
+                else:
+                    return None
+                if name in seen:
+                    return None  # a duplicate key: ruamel refuses the document
+                seen.add(name)
+                if match is None and name == part:
+                    match = (key_node, value_node)
+            if match is None:
+                continue
+            key_node, value_node = match
+            tag = value_node.ctag
+            if tag is _PLAIN and value_node.value == "":
+                return None  # an empty value: ruamel places it at the next token
+            if tag is not _PLAIN and tag is not _QUOTED and tag is not _MAP and tag is not _SEQ:
+                return None  # an explicit tag
+            scalar = tag is _PLAIN or tag is _QUOTED
+            mark = value_node.start_mark if scalar and not (key and last) else key_node.start_mark
+            node = value_node
+        elif node.ctag is _SEQ and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            continue
+        line, col = mark.line + 1, mark.column + 1
+        found.append(part)
+    return line, col, tuple(found)
+
+
+def _locate_round_trip(text: str, loc: Sequence[str | int], key: bool) -> tuple[int, int, Loc]:
     try:
         node = _round_trip().load(text)
     except YAMLError:
