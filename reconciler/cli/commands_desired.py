@@ -16,6 +16,7 @@ from reconciler.cli.app import app
 from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FormatOption, OutputFormat, RepoOption
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
+    ParseCache,
     RevisionError,
     default_revision,
     load_snapshot,
@@ -70,8 +71,10 @@ def validate(
         warnings = backend_warnings(source, snapshot)
     else:
         repository = _open_repo(repo)
+        cache = ParseCache.kept_in(repository)
         try:
-            snapshot = load_snapshot(repository, rev or default_revision(repository))
+            snapshot = load_snapshot(repository, rev or default_revision(repository), cache=cache)
+            cache.save()
         except RevisionError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(EXIT_FAILURE) from e

@@ -132,7 +132,7 @@ def make_report(
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:
         raise PlanError(str(e)) from e
-    cache = ParseCache()
+    cache = ParseCache.kept_in(repo)
     verification: Verification | None = None
     try:
         if worktree:
@@ -152,6 +152,7 @@ def make_report(
         before = load_snapshot(repo, base, cache=cache) if base is not None else None
     except RevisionError as e:
         raise PlanError(str(e)) from e
+    cache.save()
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
         if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place
