@@ -298,6 +298,14 @@ def _check_leaf(value: Any) -> str | None:
 
 # -- the fast path ---------------------------------------------------------------------------------
 
+
+def _compiled(pattern: Any) -> re.Pattern[str]:
+    """ruamel's resolver patterns are compiled lazily behind a proxy that costs a call per use."""
+    lazy = getattr(pattern, "lazy_self", None)
+    found = lazy() if callable(lazy) else pattern
+    return found if isinstance(found, re.Pattern) else re.compile(found.pattern)
+
+
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -308,9 +316,16 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _PLAIN, _QUOTED, _MAP, _SEQ = (Tag(suffix=s) for s in ("?plain", "?str", "?map", "?seq"))
 #: ruamel's YAML 1.2 implicit resolvers, by first character (what ``YAML(typ="safe")`` applies).
 _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
-    str(k): list(v) for k, v in VersionedResolver(version=(1, 2)).versioned_resolver.items() if k is not None
+    str(k): [(tag, _compiled(pattern)) for tag, pattern in v]
+    for k, v in VersionedResolver(version=(1, 2)).versioned_resolver.items()
+    if k is not None
 }
 _DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
+#: Short plain scalars resolved so far (most repeat from file to file: keys, kinds, states), a bounded few.
+_PLAIN_MEMO: dict[str, Any] = {}
+_PLAIN_MEMO_SIZE = 65_536
+_PLAIN_MEMO_WIDTH = 64
+_MISSING = object()
 _SIMPLE_FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]+\Z")
 # A directive (``%YAML 1.1`` changes the resolution rules): leave such files to ruamel.
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
@@ -380,7 +395,12 @@ def _construct(node: Any, depth: int = 1) -> Any:
             raise _Refusal(node, _NUL_HINT)
         return text
     if tag is _PLAIN:
-        return _scalar(node)
+        value = _PLAIN_MEMO.get(node.value, _MISSING)
+        if value is _MISSING:
+            value = _scalar(node)  # a refusal raises, and is never remembered
+            if len(node.value) <= _PLAIN_MEMO_WIDTH and len(_PLAIN_MEMO) < _PLAIN_MEMO_SIZE:
+                _PLAIN_MEMO[node.value] = value
+        return value
     if depth > MAX_DEPTH and (tag is _MAP or tag is _SEQ):
         raise _Refusal(node, _too_deep())
     if tag is _MAP:
@@ -392,7 +412,11 @@ def _construct(node: Any, depth: int = 1) -> Any:
                 if "\0" in key:
                     raise _Refusal(key_node, _NUL_HINT)
             elif key_tag is _PLAIN:
-                key = _scalar(key_node)
+                key = _PLAIN_MEMO.get(key_node.value, _MISSING)
+                if key is _MISSING:
+                    key = _scalar(key_node)
+                    if len(key_node.value) <= _PLAIN_MEMO_WIDTH and len(_PLAIN_MEMO) < _PLAIN_MEMO_SIZE:
+                        _PLAIN_MEMO[key_node.value] = key
             else:
                 raise _Fallback("a key that is not a scalar")
             if key in out:
