@@ -56,6 +56,7 @@ ENVIRONMENTS_DIR = "environments"
 BLUEPRINTS_DIR = "blueprints"
 CONFIG_PATH = "reconciler.yaml"
 _PHASES: tuple[PhaseOrCheck, ...] = (*Phase, "check")
+_PHASE_NAMED = {str(phase): phase for phase in Phase}
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
@@ -647,7 +648,7 @@ def _resolve_from_disk(
         hashes_kept, refs = kept
         if not _refs_unchanged(refs, source, cache):
             return None
-        hashes = {Phase(phase): value for phase, value in hashes_kept}
+        hashes = {_PHASE_NAMED[phase]: value for phase, value in hashes_kept}
         phases, _, merged_vars = _merge(path, parsed, env, blueprint)
     except Exception:  # a damaged entry: resolve from scratch
         return None
