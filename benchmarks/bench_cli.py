@@ -45,7 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_plan import SIGNATURE, build, commit, environment, tree_of, write_state  # noqa: E402
 from reconciler.desired.loader import load_snapshot  # noqa: E402
-from reconciler.desired.plancache import CACHE_DIR  # noqa: E402
+
+try:
+    from reconciler.desired.plancache import CACHE_DIR
+except ImportError:  # a revision without the plan cache (to print the figures before it)
+    CACHE_DIR = "reconciler"
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 STATE_REF = "refs/heads/reconciler/state"
