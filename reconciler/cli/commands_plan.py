@@ -23,6 +23,7 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     PlanFormat,
     RepoOption,
+    bulk_load,
     signers_path,
 )
 from reconciler.desired.loader import (
@@ -93,20 +94,21 @@ def plan_command(
     if worktree and rev is not None:
         typer.echo("error: --rev and --worktree exclude each other", err=True)
         raise typer.Exit(EXIT_USAGE)
-    try:
-        report = make_report(
-            repo,
-            rev=rev,
-            base=base,
-            worktree=worktree,
-            now=datetime.now(UTC),
-            allowed_signers=signers_path(allowed_signers),
-        )
-    except PlanError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from e
-    renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
-    typer.echo(renderers.get(output, render_text)(report), nl=False)
+    with bulk_load():
+        try:
+            report = make_report(
+                repo,
+                rev=rev,
+                base=base,
+                worktree=worktree,
+                now=datetime.now(UTC),
+                allowed_signers=signers_path(allowed_signers),
+            )
+        except PlanError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from e
+        renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
+        typer.echo(renderers.get(output, render_text)(report), nl=False)
     if report.has_errors:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and report.has_changes:
