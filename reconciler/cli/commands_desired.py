@@ -13,9 +13,18 @@ import pygit2
 import typer
 
 from reconciler.cli.app import app
-from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FormatOption, OutputFormat, RepoOption
+from reconciler.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    FormatOption,
+    OutputFormat,
+    RepoOption,
+    bulk_load,
+)
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
+    ParseCache,
     RevisionError,
     default_revision,
     load_snapshot,
@@ -64,14 +73,18 @@ def validate(
         if not repo.is_dir():
             typer.echo(f"error: {repo} is not a directory", err=True)
             raise typer.Exit(EXIT_FAILURE)
-        snapshot = load_worktree(repo)
+        with bulk_load():
+            snapshot = load_worktree(repo)
         source = WorkTreeSource(repo, None)
         problems = list(snapshot.problems) + misnamed_files(source)
         warnings = backend_warnings(source, snapshot)
     else:
         repository = _open_repo(repo)
+        cache = ParseCache.kept_in(repository)
         try:
-            snapshot = load_snapshot(repository, rev or default_revision(repository))
+            with bulk_load():
+                snapshot = load_snapshot(repository, rev or default_revision(repository), cache=cache)
+            cache.save()
         except RevisionError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(EXIT_FAILURE) from e

@@ -23,6 +23,7 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     PlanFormat,
     RepoOption,
+    bulk_load,
     signers_path,
 )
 from reconciler.desired.loader import (
@@ -94,20 +95,21 @@ def plan_command(
     if worktree and rev is not None:
         typer.echo("error: --rev and --worktree exclude each other", err=True)
         raise typer.Exit(EXIT_USAGE)
-    try:
-        report = make_report(
-            repo,
-            rev=rev,
-            base=base,
-            worktree=worktree,
-            now=datetime.now(UTC),
-            allowed_signers=signers_path(allowed_signers),
-        )
-    except PlanError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from e
-    renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
-    typer.echo(renderers.get(output, render_text)(report), nl=False)
+    with bulk_load():
+        try:
+            report = make_report(
+                repo,
+                rev=rev,
+                base=base,
+                worktree=worktree,
+                now=datetime.now(UTC),
+                allowed_signers=signers_path(allowed_signers),
+            )
+        except PlanError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from e
+        renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
+        typer.echo(renderers.get(output, render_text)(report), nl=False)
     if report.has_errors:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and report.has_changes:
@@ -133,7 +135,7 @@ def make_report(
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:
         raise PlanError(str(e)) from e
-    cache = ParseCache()
+    cache = ParseCache.kept_in(repo)
     verification: Verification | None = None
     try:
         if worktree:
@@ -160,6 +162,7 @@ def make_report(
             repo, before.commit, snapshot.commit, rev=rev or "the desired branch", base_name=base or ""
         )
         snapshot = load_tree(repo, merged, snapshot.commit, cache=cache)
+    cache.save()
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
         if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place

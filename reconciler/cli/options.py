@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -54,3 +57,22 @@ AllowedSignersOption = Annotated[
 def signers_path(value: str | None) -> Path | None:
     """``--allowed-signers``/``RECONCILE_ALLOWED_SIGNERS``; empty is the same as not given."""
     return Path(value) if value else None
+
+
+@contextmanager
+def bulk_load() -> Iterator[None]:
+    """No cyclic-GC passes while a command loads and plans a whole fleet (issue 11).
+
+    Loading ten thousand environments allocates millions of objects that all
+    stay alive, and each full pass of the cyclic collector walks all of them:
+    about half the time of ``plan`` went there. Reference counting still frees
+    everything as usual; only reference cycles wait until the block ends (the
+    command's own, short, lifetime). Not for the daemon, which lives on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -41,8 +41,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    # A flat mapping of scalars under string keys (most vars) is already plain: encode it as it is.
+    if type(value) is not dict or not all(type(k) is str and type(v) in _SCALARS for k, v in value.items()):
+        value = plain(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _run_words(run: str) -> list[str]:

@@ -37,6 +37,7 @@ from reconciler.desired.models import (
     TofuStep,
     state_ref_refusal,
 )
+from reconciler.desired.plancache import PlanCache
 from reconciler.desired.resolved import DesiredSnapshot, PhaseOrCheck, Problem, ResolvedEnvironment
 from reconciler.desired.sources import (
     FileEntry,
@@ -55,6 +56,7 @@ ENVIRONMENTS_DIR = "environments"
 BLUEPRINTS_DIR = "blueprints"
 CONFIG_PATH = "reconciler.yaml"
 _PHASES: tuple[PhaseOrCheck, ...] = (*Phase, "check")
+_PHASE_NAMED = {str(phase): phase for phase in Phase}
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
@@ -71,6 +73,15 @@ class _Parsed:
     text: str | None
     model: BaseModel | None
     issues: tuple[tuple[int, int, str], ...] = ()
+    #: The file's bytes, when ``text`` was not kept (a document from the plan cache): read to locate.
+    read: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+
+    def source(self) -> str | None:
+        """The file's text, to place a problem at a line and column."""
+        if self.text is not None or self.read is None:
+            return self.text
+        text = yamlio.decode(self.read())
+        return text if isinstance(text, str) else None
 
 
 @dataclass(frozen=True)
@@ -162,17 +173,50 @@ class ParseCache:
     steps: dict[int, tuple[Step, _StepInfo]] = field(default_factory=dict)
     #: The previous load's per-environment results, so the next one revisits only what changed.
     last: _LastLoad | None = None
+    #: What earlier processes learned (documents by blob id, phase hashes by their inputs), if kept.
+    disk: PlanCache | None = None
+    #: The source of the load in progress, and which sets of probed paths are unchanged in it.
+    refs_checked: tuple[TreeSource, dict[tuple[tuple[str, str | None], ...], bool]] | None = None
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
         hit = self.parsed.get(key)
         if hit is None:
+            hit = self._from_disk(kind, blob_id, data, model)
+        if hit is None:
             try:
-                hit = _parse(data(), model)
+                hit, document = _parse(data(), model)
             except Exception as e:  # one file's boundary: whatever it holds, it is refused alone
-                hit = _Parsed(None, None, ((1, 1, _unexpected(e)),))
-            self.parsed[key] = hit
+                hit, document = _Parsed(None, None, ((1, 1, _unexpected(e)),)), None
+            if self.disk is not None and hit.model is not None:
+                self.disk.keep_document(kind, blob_id, document)
+        self.parsed[key] = hit
         return hit
+
+    def _from_disk(
+        self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]
+    ) -> _Parsed | None:
+        """The file validated again from the document an earlier run parsed, if it was kept."""
+        if self.disk is None:
+            return None
+        document = self.disk.document(kind, blob_id)
+        if document is None:
+            return None
+        try:
+            return _Parsed(None, model.model_validate(document), read=data)
+        except Exception:  # the schema refuses it now, or the entry is damaged: parse the file
+            self.disk.forget_document(kind, blob_id)
+            return None
+
+    @classmethod
+    def kept_in(cls, repo: pygit2.Repository) -> ParseCache:
+        """A cache that starts from, and with ``save`` leaves, the plan cache under ``repo``'s git dir."""
+        return cls(disk=PlanCache.for_repository(repo.path))
+
+    def save(self) -> None:
+        """Leave what this run learned for the next process (a no-op without a plan cache)."""
+        if self.disk is not None:
+            self.disk.save()
 
     def step_info(self, step: Step) -> _StepInfo:
         hit = self.steps.get(id(step))
@@ -192,17 +236,18 @@ class ParseCache:
         return text
 
 
-def _parse(data: bytes, model: type[M]) -> _Parsed:
+def _parse(data: bytes, model: type[M]) -> tuple[_Parsed, Any]:
+    """The file parsed and validated, and the YAML document it held (``None`` when refused)."""
     text = yamlio.decode(data)
     if isinstance(text, yamlio.YamlIssue):
-        return _Parsed(None, None, ((text.line, text.col, text.message),))
+        return _Parsed(None, None, ((text.line, text.col, text.message),)), None
     loaded = yamlio.load(text)
     if isinstance(loaded, yamlio.YamlIssue):
-        return _Parsed(text, None, ((loaded.line, loaded.col, loaded.message),))
+        return _Parsed(text, None, ((loaded.line, loaded.col, loaded.message),)), None
     result = validation.validate(model, loaded, text, "")
     if isinstance(result, list):
-        return _Parsed(text, None, tuple((p.line, p.col, p.message) for p in result))
-    return _Parsed(text, result)
+        return _Parsed(text, None, tuple((p.line, p.col, p.message) for p in result)), None
+    return _Parsed(text, result), loaded
 
 
 def _unexpected(error: Exception) -> str:
@@ -221,8 +266,9 @@ def _problems(parsed: _Parsed, path: str, environment: str | None) -> tuple[Prob
 
 def _locate(parsed: _Parsed | None, path: str, loc: Loc, message: str, environment: str | None) -> Problem:
     line, col = 1, 1
-    if parsed is not None and parsed.text is not None:
-        line, col, _ = yamlio.locate(parsed.text, loc)
+    text = parsed.source() if parsed is not None else None
+    if text is not None:
+        line, col, _ = yamlio.locate(text, loc)
     return Problem(path, line, col, message, environment)
 
 
@@ -574,10 +620,55 @@ def _load_environment(
     blueprint = blueprints.get(name) if name else None
     key = (stem, entry.blob_id, blueprint.blob_id if blueprint else name)
     hit = cache.resolved.get(key)
-    if hit is None or not _refs_unchanged(hit.refs, source):
+    if hit is None or not _refs_unchanged(hit.refs, source, cache):
+        hit = _resolve_from_disk(stem, path, entry.blob_id, parsed, env, blueprint, source, cache)
+    if hit is None:
         hit = _resolve(stem, path, entry.blob_id, parsed, env, blueprint, name, source, cache)
-        cache.resolved[key] = hit
+        if cache.disk is not None and isinstance(hit.result, ResolvedEnvironment):
+            hashes = tuple((str(phase), value) for phase, value in hit.result.phase_hashes.items())
+            cache.disk.keep_resolution(stem, entry.blob_id, key[2], (hashes, hit.refs))
+    cache.resolved[key] = hit
     return _EnvResult(entry, parsed, name, hit.result, hit.refs)
+
+
+def _resolve_from_disk(
+    stem: str,
+    path: str,
+    blob_id: str,
+    parsed: _Parsed,
+    env: EnvironmentFile,
+    blueprint: _Blueprint | None,
+    source: TreeSource,
+    cache: ParseCache,
+) -> _Resolution | None:
+    """The environment rebuilt from the phase hashes an earlier run computed from the same inputs.
+
+    Only resolutions without a problem are kept, and one is used only when every
+    path it probed still has the object id it had, as for ``cache.resolved``.
+    """
+    if cache.disk is None or (env.spec.blueprint and (blueprint is None or blueprint.model is None)):
+        return None
+    kept = cache.disk.resolution(stem, blob_id, blueprint.blob_id if blueprint else env.spec.blueprint)
+    if kept is None:
+        return None
+    try:
+        hashes_kept, refs = kept
+        if not _refs_unchanged(refs, source, cache):
+            return None
+        hashes = {_PHASE_NAMED[phase]: value for phase, value in hashes_kept}
+        phases, _, merged_vars = _merge(path, parsed, env, blueprint)
+    except Exception:  # a damaged entry: resolve from scratch
+        return None
+    resolved = ResolvedEnvironment(
+        name=stem,
+        path=path,
+        spec=env.spec,
+        vars=MappingProxyType(merged_vars),
+        phases=MappingProxyType(phases),
+        phase_hashes=MappingProxyType(hashes),
+        blob_id=blob_id,
+    )
+    return _Resolution(resolved, tuple(refs))
 
 
 def _reader(source: TreeSource, path: str, entry: FileEntry) -> Callable[[], bytes]:
@@ -602,8 +693,15 @@ def _name_mismatch(parsed: _Parsed, path: str, stem: str, name: str, environment
     )
 
 
-def _refs_unchanged(refs: Iterable[tuple[str, str | None]], source: TreeSource) -> bool:
-    return all(_probe(source, path) == oid for path, oid in refs)
+def _refs_unchanged(refs: tuple[tuple[str, str | None], ...], source: TreeSource, cache: ParseCache) -> bool:
+    """Whether every path still has the object id recorded (asked once per distinct set and source)."""
+    memo = cache.refs_checked
+    if memo is None or memo[0] is not source:
+        memo = cache.refs_checked = (source, {})
+    known = memo[1].get(refs)
+    if known is None:
+        known = memo[1][refs] = all(_probe(source, path) == oid for path, oid in refs)
+    return known
 
 
 def _resolve(
@@ -634,8 +732,6 @@ def _resolve(
             name,
         )
         return _Resolution((problem,), ())
-    bp = blueprint.model if blueprint else None
-
     probed: dict[str, str | None] = {}
 
     def object_id(p: str) -> str | None:
@@ -647,21 +743,7 @@ def _resolve(
         probed[p] = oid
         return oid
 
-    # Each phase: (steps, the file and location it came from, the object whose identity keys the cache).
-    phases: dict[PhaseOrCheck, tuple[Step, ...]] = {}
-    origins: dict[PhaseOrCheck, tuple[str, _Parsed, object]] = {}
-    for phase in _PHASES:
-        own = spec.phases.get(phase)
-        inherited = bp.spec.phases.get(phase) if bp else None
-        if own is not None:
-            phases[phase] = tuple(own)
-            origins[phase] = (path, parsed, own)
-        elif inherited is not None and blueprint is not None:
-            phases[phase] = tuple(inherited)
-            origins[phase] = (blueprint.path, blueprint.parsed, inherited)
-        else:
-            phases[phase] = ()
-    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
+    phases, origins, merged_vars = _merge(path, parsed, env, blueprint)
 
     problems: list[Problem] = []
     infos: dict[PhaseOrCheck, list[_StepInfo]] = {}
@@ -735,6 +817,34 @@ def _resolve(
         labels=MappingProxyType(dict(env.metadata.labels)),
     )
     return _Resolution(resolved, tuple(sorted(probed.items())))
+
+
+def _merge(
+    path: str, parsed: _Parsed, env: EnvironmentFile, blueprint: _Blueprint | None
+) -> tuple[
+    dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]], dict[str, Any]
+]:
+    """The environment's phases over its blueprint's (with where each came from), and the merged vars.
+
+    Each origin is (the file, its parse, the object whose identity keys the steps' JSON).
+    """
+    spec = env.spec
+    bp = blueprint.model if blueprint else None
+    phases: dict[PhaseOrCheck, tuple[Step, ...]] = {}
+    origins: dict[PhaseOrCheck, tuple[str, _Parsed, object]] = {}
+    for phase in _PHASES:
+        own = spec.phases.get(phase)
+        inherited = bp.spec.phases.get(phase) if bp else None
+        if own is not None:
+            phases[phase] = tuple(own)
+            origins[phase] = (path, parsed, own)
+        elif inherited is not None and blueprint is not None:
+            phases[phase] = tuple(inherited)
+            origins[phase] = (blueprint.path, blueprint.parsed, inherited)
+        else:
+            phases[phase] = ()
+    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
+    return phases, origins, merged_vars
 
 
 def _phase_hash(steps_json: str, vars_json: str, paths: Mapping[str, str | None]) -> str:

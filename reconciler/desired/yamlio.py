@@ -21,6 +21,7 @@ stopping at the first level too deep.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
@@ -301,6 +302,14 @@ def _check_leaf(value: Any) -> str | None:
 
 # -- the fast path ---------------------------------------------------------------------------------
 
+
+def _compiled(pattern: Any) -> re.Pattern[str]:
+    """ruamel's resolver patterns are compiled lazily behind a proxy that costs a call per use."""
+    lazy = getattr(pattern, "lazy_self", None)
+    found = lazy() if callable(lazy) else pattern
+    return found if isinstance(found, re.Pattern) else re.compile(found.pattern)
+
+
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -311,9 +320,16 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _PLAIN, _QUOTED, _MAP, _SEQ = (Tag(suffix=s) for s in ("?plain", "?str", "?map", "?seq"))
 #: ruamel's YAML 1.2 implicit resolvers, by first character (what ``YAML(typ="safe")`` applies).
 _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
-    str(k): list(v) for k, v in VersionedResolver(version=(1, 2)).versioned_resolver.items() if k is not None
+    str(k): [(tag, _compiled(pattern)) for tag, pattern in v]
+    for k, v in VersionedResolver(version=(1, 2)).versioned_resolver.items()
+    if k is not None
 }
 _DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
+#: Short plain scalars resolved so far (most repeat from file to file: keys, kinds, states), a bounded few.
+_PLAIN_MEMO: dict[str, Any] = {}
+_PLAIN_MEMO_SIZE = 65_536
+_PLAIN_MEMO_WIDTH = 64
+_MISSING = object()
 _SIMPLE_FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]+\Z")
 # A directive (``%YAML 1.1`` changes the resolution rules): leave such files to ruamel.
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
@@ -378,7 +394,12 @@ def _construct(node: Any, depth: int = 1) -> Any:
     if tag is _QUOTED:
         return node.value
     if tag is _PLAIN:
-        return _scalar(node)
+        value = _PLAIN_MEMO.get(node.value, _MISSING)
+        if value is _MISSING:
+            value = _scalar(node)  # a refusal raises, and is never remembered
+            if len(node.value) <= _PLAIN_MEMO_WIDTH and len(_PLAIN_MEMO) < _PLAIN_MEMO_SIZE:
+                _PLAIN_MEMO[node.value] = value
+        return value
     if depth > MAX_DEPTH and (tag is _MAP or tag is _SEQ):
         raise _Refusal(node, _too_deep())
     if tag is _MAP:
@@ -388,7 +409,11 @@ def _construct(node: Any, depth: int = 1) -> Any:
             if key_tag is _QUOTED:
                 key = key_node.value
             elif key_tag is _PLAIN:
-                key = _scalar(key_node)
+                key = _PLAIN_MEMO.get(key_node.value, _MISSING)
+                if key is _MISSING:
+                    key = _scalar(key_node)
+                    if len(key_node.value) <= _PLAIN_MEMO_WIDTH and len(_PLAIN_MEMO) < _PLAIN_MEMO_SIZE:
+                        _PLAIN_MEMO[key_node.value] = key
             else:
                 raise _Fallback("a key that is not a scalar")
             if key in out:
@@ -497,7 +522,84 @@ def locate(text: str, loc: Sequence[str | int], *, key: bool = False) -> tuple[i
     ``key`` points at a mapping key rather than its value (for unknown fields).
     Elements of ``loc`` that are not in the document (pydantic's union tags)
     are skipped; the deepest node found is returned.
+
+    The nodes come from the C composer (kept for the last few texts, so ten
+    thousand files refused for one reason, or one blueprint located once per
+    environment, cost one composition each); a document the fast path leaves
+    to ruamel (tags, anchors, merge keys, directives, duplicate keys) is read
+    by the round-trip loader instead. Both give the same positions.
     """
+    root = _composed(text)
+    if root is not None:
+        found = _locate_node(root, loc, key)
+        if found is not None:
+            return found
+    return _locate_round_trip(text, loc, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _composed(text: str) -> Any:
+    """The C composer's nodes of ``text``, or ``None`` when the round-trip loader must locate."""
+    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _MAYBE_ALIAS.search(text):
+        return None
+    if "&" in text or "<<" in text:  # anchors and merge keys: the round-trip loader's business
+        return None
+    parser = _Composer(text)
+    try:
+        return parser.get_single_node()
+    except (YAMLError, RecursionError):
+        return None
+    finally:
+        parser.dispose()
+
+
+def _locate_node(root: Any, loc: Sequence[str | int], key: bool) -> tuple[int, int, Loc] | None:
+    """``locate`` over composed nodes; ``None`` when a key on the way cannot be resolved here."""
+    node = root
+    line, col = 1, 1
+    found: list[str | int] = []
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if node.ctag is _MAP:
+            match = None
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                if key_node.ctag is _QUOTED:
+                    name = key_node.value
+                elif key_node.ctag is _PLAIN:
+                    try:
+                        name = _scalar(key_node)
+                    except (_Fallback, _Refusal):
+                        return None
+                else:
+                    return None
+                if name in seen:
+                    return None  # a duplicate key: ruamel refuses the document
+                seen.add(name)
+                if match is None and name == part:
+                    match = (key_node, value_node)
+            if match is None:
+                continue
+            key_node, value_node = match
+            tag = value_node.ctag
+            if tag is _PLAIN and value_node.value == "":
+                return None  # an empty value: ruamel places it at the next token
+            if tag is not _PLAIN and tag is not _QUOTED and tag is not _MAP and tag is not _SEQ:
+                return None  # an explicit tag
+            scalar = tag is _PLAIN or tag is _QUOTED
+            mark = value_node.start_mark if scalar and not (key and last) else key_node.start_mark
+            node = value_node
+        elif node.ctag is _SEQ and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            continue
+        line, col = mark.line + 1, mark.column + 1
+        found.append(part)
+    return line, col, tuple(found)
+
+
+def _locate_round_trip(text: str, loc: Sequence[str | int], key: bool) -> tuple[int, int, Loc]:
     try:
         node = _round_trip().load(text)
     except YAMLError:

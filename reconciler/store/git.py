@@ -69,6 +69,28 @@ _Parsed = dict[tuple[str, pygit2.Oid], Observed | CorruptState | None]
 _PARSED: dict[tuple[str, str], _Parsed] = {}
 
 
+class _Transition:
+    """One ``apply`` waiting to be committed, and what became of it."""
+
+    __slots__ = ("after", "blob_id", "data", "done", "error", "expected_version", "message", "name", "result")
+
+    def __init__(
+        self, name: str, expected_version: str | None, after: AnyEnvironment, data: bytes, message: str
+    ) -> None:
+        self.name = name
+        self.expected_version = expected_version
+        self.after = after
+        self.data = data
+        self.message = message
+        self.blob_id: pygit2.Oid | None = None
+        self.done = False
+        self.result: Observed | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, *, result: Observed | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error, self.done = result, error, True
+
+
 class GitStore:
     """A ``StateStore`` on a branch of a git repository (bare or not)."""
 
@@ -103,6 +125,9 @@ class GitStore:
         self._held_fd: int | None = None
         self._cache_key = (os.path.realpath(self._repo.path), ref)
         self._events: EventLog | None = None
+        #: Transitions waiting for the writer lock; its holder commits them all (``_commit_batch``).
+        self._queue: list[_Transition] = []
+        self._queue_lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------
 
@@ -417,24 +442,77 @@ class GitStore:
             actor=actor,
             event=event,
         )
-        data = after.to_json().encode()
+        request = _Transition(name, expected_version, after, after.to_json().encode(), message)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._writers_serialized() as lock_fd:
+            # Whoever holds the writer lock commits every transition queued meanwhile (group commit):
+            # one commit each, on top of one another, made durable by the same two barriers.
+            if not request.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch, lock_fd)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit_batch(self, batch: list[_Transition], lock_fd: int) -> None:
+        """Commit ``batch`` in order, one commit per transition, and move the ref once for them all.
+
+        A transition refused by ``build_commit`` (its environment changed since it was
+        read, its state is corrupt) fails alone; the others are committed without it.
+        """
         try:
-            with self._writers_serialized() as lock_fd:
-                blob_id = self._repo.create_blob(data)
-                for _ in range(MAX_REF_RETRIES):
-                    tip = self._tip()
-                    commit_id = self.build_commit(
-                        None if tip is None else tip.id, name, expected_version, blob_id, message
-                    )
-                    # Objects reach the disk before the ref names them, the ref before we return.
+            for request in batch:
+                request.blob_id = self._repo.create_blob(request.data)
+            pending = list(batch)
+            for _ in range(MAX_REF_RETRIES):
+                tip = self._tip()
+                base = None if tip is None else tip.id
+                built: list[_Transition] = []
+                for request in pending:
+                    assert request.blob_id is not None
+                    try:
+                        base = self.build_commit(
+                            base, request.name, request.expected_version, request.blob_id, request.message
+                        )
+                    except (StoreError, pygit2.GitError) as e:
+                        request.finish(error=e)
+                        continue
+                    built.append(request)
+                if not built:
+                    return
+                assert base is not None
+                # Objects reach the disk before the ref names them, the ref before anyone returns.
+                self._sync(lock_fd)
+                first = built[0].message.splitlines()[0]
+                more = f" (+{len(built) - 1} more)" if len(built) > 1 else ""
+                if self._move_ref(tip, base, f"reconcile: {first}{more}"):
                     self._sync(lock_fd)
-                    if self._move_ref(tip, commit_id, f"reconcile: {message.splitlines()[0]}"):
-                        self._sync(lock_fd)
-                        return Observed(env=after, version=str(blob_id))
-                    logger.debug("state branch moved under us, rebuilding", extra={"environment": name})
-        except pygit2.GitError as e:
-            raise StoreError(f"cannot write {self._path(name)}: {e}") from e
-        raise LostRace(f"{name}: {self.ref} kept moving; gave up after {MAX_REF_RETRIES} attempts")
+                    for request in built:
+                        assert request.blob_id is not None
+                        request.finish(result=Observed(env=request.after, version=str(request.blob_id)))
+                    return
+                logger.debug("state branch moved under us, rebuilding", extra={"environment": built[0].name})
+                pending = built
+            for request in pending:
+                request.finish(
+                    error=LostRace(
+                        f"{request.name}: {self.ref} kept moving; gave up after {MAX_REF_RETRIES} attempts"
+                    )
+                )
+        except BaseException as e:
+            for request in batch:
+                if not request.done:
+                    error = e if isinstance(e, Exception) else StoreError(f"interrupted: {e!r}")
+                    request.finish(error=error)
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            for request in batch:
+                if isinstance(request.error, pygit2.GitError):
+                    request.error = StoreError(f"cannot write {self._path(request.name)}: {request.error}")
 
     # -- the audit trail -------------------------------------------------------------
 

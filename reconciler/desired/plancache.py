@@ -1,0 +1,182 @@
+"""What one CLI run learned about the desired state, kept for the next one (docs/decisions/017).
+
+A blob id fully determines its parse, and an environment's phase hashes are
+determined by its file's blob, its blueprint's blob and the object ids of the
+paths its steps reference. So the cache holds plain values only, keyed by
+git object ids:
+
+- ``docs``: ``kind:blob id`` -> the YAML document of a file that parsed and
+  passed its schema (the model is validated again from it, never unpickled);
+- ``resolved``: ``stem, file blob, blueprint blob`` -> the phase hashes and
+  every repository path probed with the object id found, reused only when each
+  path still has that id.
+
+It lives in one file under the git dir (``reconciler/plan-cache.marshal``,
+beside the events index): a plan needs no data dir, and every worktree and
+CI checkout of a repository shares it. It is only a cache: a file that is
+missing, unreadable, corrupt, from another version of the code, or half
+written is ignored (and rewritten at the end of the run); it is replaced
+atomically (a temporary file renamed over it), so concurrent runs leave one
+complete file or the other. Only the entries a run used are written, so it
+holds one working set, not the history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Under the git dir, beside the events index.
+CACHE_DIR = "reconciler"
+CACHE_FILE = "plan-cache.marshal"
+#: Bumped when the layout of the file changes.
+FORMAT = 1
+_MAGIC = b"RPC\x01"
+#: The modules whose code decides what a file parses to and what a phase hashes to.
+_DECIDING = ("hashing", "loader", "models", "templating", "validation", "yamlio", "sources")
+
+Document = Any
+#: ``(phase hashes as (phase, hash) pairs, probed paths as (path, object id or None) pairs)``.
+Resolution = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str | None], ...]]
+
+
+def _fingerprint() -> str:
+    """Changes whenever the code or the libraries that parse and hash could give another result."""
+    import pydantic
+    import ruamel.yaml
+
+    from reconciler import __version__
+
+    parts = [str(FORMAT), __version__, pydantic.VERSION, ruamel.yaml.__version__, sys.version]
+    here = Path(__file__).parent
+    for name in _DECIDING:
+        try:
+            info = (here / f"{name}.py").stat()
+            parts.append(f"{name}:{info.st_size}:{info.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{name}:?")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class PlanCache:
+    """The on-disk cache of one repository: read once when opened, written once by ``save``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fingerprint = _fingerprint()
+        self._docs: dict[str, Document] = {}
+        self._resolved: dict[str, Resolution] = {}
+        #: What this run used or learned: what ``save`` writes.
+        self._used_docs: dict[str, Document] = {}
+        self._used_resolved: dict[str, Resolution] = {}
+        self._refs: dict[tuple[tuple[str, str | None], ...], tuple[tuple[str, str | None], ...]] = {}
+        self._dirty = False
+        self._read()
+
+    @classmethod
+    def for_repository(cls, git_dir: str | os.PathLike[str]) -> PlanCache:
+        return cls(Path(git_dir) / CACHE_DIR / CACHE_FILE)
+
+    def _read(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return
+        try:
+            # A checksum first: a torn or damaged file is refused before marshal reads a byte of it.
+            magic, digest, payload = data[:4], data[4:36], data[36:]
+            if magic != _MAGIC or hashlib.blake2b(payload, digest_size=32).digest() != digest:
+                raise ValueError("damaged, or not a plan cache")
+            loaded = marshal.loads(payload)  # noqa: S302 (our own file under the git dir, checksummed)
+            if not (isinstance(loaded, tuple) and len(loaded) == 3 and loaded[0] == self._fingerprint):
+                raise ValueError("another version, or not a plan cache")
+            docs, resolved = loaded[1], loaded[2]
+            if not isinstance(docs, dict) or not isinstance(resolved, dict):
+                raise ValueError("unexpected layout")
+        except Exception as e:  # only a cache: whatever is wrong with it, it is ignored and rewritten
+            logger.debug("plan cache %s ignored: %s", self.path, e)
+            self._dirty = True
+            return
+        self._docs, self._resolved = docs, resolved
+        self._dirty = len(docs) == 0
+
+    # -- documents -----------------------------------------------------------------
+
+    def document(self, kind: str, blob_id: str) -> Document | None:
+        key = f"{kind}:{blob_id}"
+        found = self._docs.get(key)
+        if found is not None:
+            self._used_docs[key] = found
+        return found
+
+    def keep_document(self, kind: str, blob_id: str, document: Document) -> None:
+        key = f"{kind}:{blob_id}"
+        try:
+            marshal.dumps(document)
+        except ValueError:  # a value marshal cannot hold (a date): that file is parsed every time
+            return
+        self._used_docs[key] = document
+        if key not in self._docs:
+            self._docs[key] = document
+            self._dirty = True
+
+    def forget_document(self, kind: str, blob_id: str) -> None:
+        """A cached document its schema refuses now: not written again."""
+        key = f"{kind}:{blob_id}"
+        self._used_docs.pop(key, None)
+        self._docs.pop(key, None)
+        self._dirty = True
+
+    # -- resolutions ---------------------------------------------------------------
+
+    @staticmethod
+    def _key(stem: str, blob_id: str, blueprint: str | None) -> str:
+        return f"{stem}\0{blob_id}\0{blueprint or ''}"
+
+    def resolution(self, stem: str, blob_id: str, blueprint: str | None) -> Resolution | None:
+        key = self._key(stem, blob_id, blueprint)
+        found = self._resolved.get(key)
+        if found is not None:
+            self._used_resolved[key] = found
+        return found
+
+    def keep_resolution(self, stem: str, blob_id: str, blueprint: str | None, value: Resolution) -> None:
+        key = self._key(stem, blob_id, blueprint)
+        # The same probed paths are shared by most environments: one object, written once.
+        value = (value[0], self._refs.setdefault(value[1], value[1]))
+        if self._resolved.get(key) != value:
+            self._resolved[key] = value
+            self._dirty = True
+        self._used_resolved[key] = value
+
+    # -- writing -------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write what this run used, atomically; nothing when it was all found there already."""
+        stale = len(self._used_docs) != len(self._docs) or len(self._used_resolved) != len(self._resolved)
+        if not self._dirty and not stale:
+            return
+        if not self._used_docs and not self._used_resolved:
+            return
+        try:
+            payload = marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved))
+            data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except (OSError, ValueError) as e:  # a read-only git dir, a full disk: the next run parses again
+            logger.debug("plan cache %s not written: %s", self.path, e)
