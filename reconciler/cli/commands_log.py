@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -82,6 +83,10 @@ def log_command(
 def _follow(data_dir: Path, name: str, phase: str | None) -> None:
     stopping = threading.Event()
     shown: Path | None = None
+    # Ctrl-C or SIGTERM stops following, even when SIGINT came in ignored (a job a shell put in
+    # the background, where Python installs no KeyboardInterrupt handler of its own).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         for run, line in follow_runs(data_dir, name, phase, stop=stopping.is_set):
             if run.path != shown:

@@ -46,8 +46,9 @@ def test_follow_prints_a_run_as_it_writes(gitops: GitOpsRepo, tmp_path: Path) ->
         ]
     }
     gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=slow)})
+    # Started as a shell's background job is: SIGINT ignored on arrival. Ctrl-C must still stop it.
     follower = subprocess.Popen(
-        gitops.command("log", "web", "--follow"),
+        ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *gitops.command("log", "web", "--follow")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
