@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -215,6 +216,9 @@ def state_is(repo: Path, name: str, state: str) -> Callable[[], bool]:
     return check
 
 
+_LISTENING = re.compile(r"^reconcile daemon: .*; http://127\.0\.0\.1:(\d+) ", re.MULTILINE)
+
+
 @dataclass
 class DaemonProcess:
     repo: Path
@@ -241,6 +245,22 @@ class DaemonProcess:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def wait_listening(self, timeout: float = 30.0) -> int:
+        """The port the daemon bound, from its start-up line (``--listen 127.0.0.1:0``)."""
+        found: list[int] = []
+
+        def bound() -> bool:
+            match = _LISTENING.search(self.output())
+            if match is not None:
+                found.append(int(match.group(1)))
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
+            return False
+
+        wait_for("the daemon's start-up line", bound, timeout)
+        return found[0]
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
         def up() -> bool:
@@ -277,7 +297,6 @@ class Daemons:
     def start(
         self, repo: Path, *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None
     ) -> DaemonProcess:
-        port = free_port()
         data = data_dir or self.tmp / f"data-{len(self.started)}"
         log_file = self.tmp / f"daemon-{len(self.started)}.log"
         argv = [
@@ -292,7 +311,7 @@ class Daemons:
             "--data-dir",
             str(data),
             "--listen",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",  # the port is the daemon's to choose: a freed one may be taken by another
             "--interval",
             "1s",
             "--grace",
@@ -303,8 +322,9 @@ class Daemons:
         environ.setdefault("PYTHONPATH", str(ROOT))
         with log_file.open("ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=self.tmp)
-        daemon = DaemonProcess(repo, data, port, proc, log_file, argv)
+        daemon = DaemonProcess(repo, data, 0, proc, log_file, argv)
         self.started.append(daemon)
+        daemon.port = daemon.wait_listening()
         daemon.wait_healthy()
         return daemon
 
