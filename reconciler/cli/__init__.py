@@ -16,16 +16,27 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: What each command logs when ``--log-level`` is not given: the daemon says what it does.
+DEFAULT_LOG_LEVELS = {"daemon": "info"}
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "warning",
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level", help="debug, info, warning, error (default: info for daemon, else warning)."
+        ),
+    ] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (to stderr).")] = "text",
 ) -> None:
     try:
-        logfmt.configure(log_level, log_format)
+        level = log_level or DEFAULT_LOG_LEVELS.get(ctx.invoked_subcommand or "", "warning")
+        logfmt.configure(level, log_format)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
 

@@ -295,7 +295,12 @@ class Daemons:
         self.started: list[DaemonProcess] = []
 
     def start(
-        self, repo: Path, *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None
+        self,
+        repo: Path,
+        *args: str,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_level: str | None = "info",
     ) -> DaemonProcess:
         data = data_dir or self.tmp / f"data-{len(self.started)}"
         log_file = self.tmp / f"daemon-{len(self.started)}.log"
@@ -303,8 +308,7 @@ class Daemons:
             sys.executable,
             "-m",
             "reconciler",
-            "--log-level",
-            "info",
+            *(["--log-level", log_level] if log_level else []),
             "daemon",
             "--repo",
             str(repo),

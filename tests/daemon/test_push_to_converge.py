@@ -103,3 +103,22 @@ def test_a_check_that_reapplying_does_not_cure_is_reported_and_backed_off(
     time.sleep(2.0)
     # Backed off: 0.5 s, 1 s, 2 s... between attempts, not one re-apply every resync.
     assert failing_checks() - first <= 2
+
+
+def test_the_daemon_says_what_it_does_at_the_default_log_level(
+    server: Server, daemons: Daemons, tmp_path: Path
+) -> None:
+    """No ``--log-level``: one line per transition and per failure, nothing per converged no-op."""
+    log = tmp_path / "side-effects.log"
+    daemon = daemons.start(server.bare, "--resync", "0.5s", log_level=None)
+    server.write("environments/web.yaml", shell_env("web", log))
+    server.write("environments/bad.yaml", shell_env("bad", log).replace("echo", "exit 3; echo", 1))
+    server.push("add web and bad")
+    wait_for("web running", state_is(server.bare, "web", "running"), 20)
+    wait_for("bad failed", lambda: "outcome=failed" in daemon.output(), 20)
+    time.sleep(1.5)  # a few resyncs over the converged web
+    out = daemon.output()
+    assert "state transition environment=web from_state=starting to_state=running" in out
+    assert "reconciled environment=bad outcome=failed" in out
+    assert out.count("reconciled environment=web outcome=converged") == 1  # the turn that converged it
+    assert " DEBUG " not in out
