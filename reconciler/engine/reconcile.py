@@ -630,18 +630,33 @@ class Engine:
     ) -> Observed:
         """Commit the end of a phase that ran, retrying while the store cannot be reached.
 
-        A lost race (someone force-unlocked us) and a refusal by the remote are final;
-        anything else (a fetch or push that failed, a remote that is away) is retried
-        with backoff for ``FINISH_RETRY_SECONDS``, so a transient outage never turns a
-        phase that ran into one that runs again.
+        A refusal by the remote is final. A lost race is final only when the lock
+        is no longer this phase's (someone force-unlocked it): while the
+        environment still holds it, nobody else can have moved it, so the race was
+        lost to other environments' commits on the same ref (a busy shared remote)
+        and the commit is made again. Anything else (a fetch or push that failed, a
+        remote that is away) is retried too, with backoff for
+        ``FINISH_RETRY_SECONDS``, so neither turns a phase that ran into one that
+        runs again once its lock expires.
         """
+        held = current.env.lock.id if current.env.lock is not None else None
         deadline = time.monotonic() + FINISH_RETRY_SECONDS
         delay = 0.2
         while True:
             try:
                 return self._commit(name, current, after, transitions, detail=detail, actor=actor)
-            except (LostRace, PushRefused, CorruptStateError):
+            except (PushRefused, CorruptStateError):
                 raise
+            except LostRace as e:
+                fresh = self.store.read(name)
+                ours = fresh is not None and fresh.env.lock is not None and fresh.env.lock.id == held
+                if not ours or fresh is None or time.monotonic() + delay > deadline:
+                    raise
+                logger.info(
+                    "the state branch moved while recording the end of the phase; recording it again",
+                    extra={"environment": name, "state": after.state_name, "error": str(e)},
+                )
+                current = fresh
             except StoreError as e:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -649,8 +664,8 @@ class Engine:
                     "cannot record the end of the phase yet; retrying",
                     extra={"environment": name, "state": after.state_name, "error": str(e)},
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _still_held(self, name: str, phase: Phase, lock: Lock) -> Observed:
         """The observed state, when ``lock`` is still the one it holds; else ``LostRace``.

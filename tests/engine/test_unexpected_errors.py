@@ -24,7 +24,7 @@ from reconciler.engine.apply import apply_environments
 from reconciler.engine.reconcile import Outcome
 from reconciler.engine.workspace import open_workspace
 from reconciler.steps import LocalStepRunner, StepContext, StepOutcome
-from reconciler.store import StoreError
+from reconciler.store import LostRace, StoreError
 from tests.conftest import git
 from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
 
@@ -324,3 +324,34 @@ def test_a_store_that_keeps_failing_is_a_store_error_not_a_failure(
 
     assert _state(gitops, "web")["state"] == "provisioning"  # no failure recorded: it did not fail
     assert log.read_text().splitlines() == ["provision web"]
+
+
+class _ContendedOnSuccess(_FlakyOnSuccess):
+    """The real store, except that the first success records lose the race for the ref to other
+    environments' commits (a busy shared remote: "kept moving"), this environment untouched."""
+
+    def apply(self, name: str, version: Any, after: Any, **kwargs: Any) -> Any:
+        if after.state_name == "provisioned" and self.refusals > 0:
+            self.refusals -= 1
+            raise LostRace(f"{name}: refs/heads/reconciler/state on 'origin' kept moving")
+        return self.inner.apply(name, version, after, **kwargs)
+
+
+def test_a_race_lost_to_other_environments_while_recording_success_is_retried(
+    gitops: GitOpsRepo, tmp_path: Path
+) -> None:
+    """Two sharded daemons on one remote: the success commit lost its push race to the other shard.
+    Dropping it left the environment locked by its own live holder until expiry, then re-ran it."""
+    log = tmp_path / "effects.log"
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=counting_phases(log))})
+    ws = open_workspace(gitops.path, gitops.data)
+    snapshot = ws.desired()
+    engine = ws.engine(snapshot)
+    engine.store = _ContendedOnSuccess(engine.store, refusals=3)  # type: ignore[assignment]
+
+    result = engine.reconcile(snapshot, "web")
+
+    assert result.outcome is Outcome.CONVERGED
+    assert log.read_text().splitlines() == ["provision web"]
+    assert _state(gitops, "web")["lock"] is None
+    assert gitops.transitions("web")[-1] == "web: provisioning -> provisioned"
