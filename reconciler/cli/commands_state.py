@@ -52,6 +52,7 @@ from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.notify.feed import NotificationFeed, blocked, open_feed
+from reconciler.planner import suspension
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
 from reconciler.store.git import GitStore
@@ -550,6 +551,10 @@ def _phase_command(phase: Phase) -> None:
                 "dependent still alive for destroy).",
             ),
         ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Run it even though the environment is suspended (decision 021)."),
+        ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
@@ -574,6 +579,12 @@ def _phase_command(phase: Phase) -> None:
                     )
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
+                suspended = suspension(desired, observed.env)
+                if suspended is not None and not force:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': it is {escape(suspended.describe())}. "
+                        f"`reconcile resume {name}` (or its file) lifts it; --force runs {phase} anyway."
+                    )
                 if not can_start(observed.env.state, phase):
                     raise _fail(
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "
