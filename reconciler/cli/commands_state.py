@@ -44,7 +44,7 @@ from reconciler.cli.options import (
     signers_path,
 )
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import ALL_STATES, Lock, Phase, can_start
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
 from reconciler.engine.orphans import stop_leftovers
@@ -335,12 +335,23 @@ def status(
                 row["name"],
                 row["observed"] or "-",
                 row["desired"] or "-",
-                row["verdict"],
+                _verdict_cell(row),
                 row["lock"] or "-",
                 row["lastTransition"] or "-",
                 row["failure"] or "-",
             )
         Console(width=160).print(table)
+
+
+def _verdict_cell(row: dict[str, Any]) -> str:
+    """``converged``: ``yes``/``no: why``, with ``⏸ suspended by who`` under it when suspended."""
+    held = row.get("suspended")
+    if not held:
+        return escape(str(row["verdict"]))
+    mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
+    if row["verdict"] == "no: suspended":
+        return escape(f"no: {mark}")
+    return escape(f"{row['verdict']}, {mark}")
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
@@ -431,6 +442,10 @@ def show(
             return
         print(str(env))
         print(env.to_json(), end="")
+        if env.suspended is not None:
+            held = env.suspended
+            print(f"suspended by: {held.by}\nsuspended at: {format_timestamp(held.at)}")
+            print(f"reason: {held.reason or '(none given)'}")
         if env.error_details is not None:
             f = env.error_details
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
