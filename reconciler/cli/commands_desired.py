@@ -32,6 +32,7 @@ from reconciler.desired.loader import (
     misnamed_files,
 )
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 
@@ -43,10 +44,35 @@ SCHEMA_DIR = ".reconciler"
 
 def _open_repo(path: Path) -> pygit2.Repository:
     try:
-        return pygit2.Repository(str(path))
-    except pygit2.GitError as e:
-        typer.echo(f"error: {path} is not a git repository ({e})", err=True)
+        return open_repository(path)
+    except NotARepository as e:
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_FAILURE) from e
+
+
+def _work_tree(path: Path) -> Path:
+    """The work tree ``validate --worktree`` reads: the repository's top when ``path`` is in one.
+
+    A bare repository has none (it used to read as an empty one: "ok: 0 environment(s)"); a
+    directory outside git is read as it is.
+    """
+    if not path.is_dir():
+        typer.echo(
+            f"error: {path}: no such directory; --repo takes a work tree or a directory inside one", err=True
+        )
+        raise typer.Exit(EXIT_FAILURE)
+    try:
+        repository = open_repository(path)
+    except NotARepository:
+        return path
+    if repository.workdir is None:
+        typer.echo(
+            f"error: {path}: a bare repository has no work tree to validate; "
+            "drop --worktree to validate its desired-state branch",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILURE)
+    return Path(repository.workdir)
 
 
 @app.command()
@@ -70,12 +96,10 @@ def validate(
         if rev is not None:
             typer.echo("error: --rev and --worktree exclude each other", err=True)
             raise typer.Exit(EXIT_USAGE)
-        if not repo.is_dir():
-            typer.echo(f"error: {repo} is not a directory", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+        top = _work_tree(repo)
         with bulk_load():
-            snapshot = load_worktree(repo)
-        source = WorkTreeSource(repo, None)
+            snapshot = load_worktree(top)
+        source = WorkTreeSource(top, None)
         problems = list(snapshot.problems) + misnamed_files(source)
         warnings = backend_warnings(source, snapshot)
     else:
