@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -41,8 +42,12 @@ from reconciler.cli.options import (
     EXIT_USAGE,
     AllowedSignersOption,
     OutputFormat,
+    SelectorOption,
+    nothing_selected,
+    parse_selector_option,
     signers_path,
 )
+from reconciler.cli.output import err, fail, no_color
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start
 from reconciler.domain.dispatch import InvalidTransition
@@ -58,6 +63,7 @@ from reconciler.store.git import GitStore
 from reconciler.store.lock import holder_label
 from reconciler.store.message import EVENT_KINDS, person
 from reconciler.store.remote import RemoteStore
+from reconciler.views import document
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -84,12 +90,10 @@ Store = Annotated[
 #: How long ``apply`` waits at exit for notifications still being delivered (``--notify-wait``).
 NOTIFY_WAIT_SECONDS = 10.0
 
-err = Console(stderr=True, soft_wrap=True, highlight=False)  # a path:line:col line stays one line
 
-
-def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = EXIT_FAILURE, kind: str | None = None) -> typer.Exit:
+    """``message`` may hold rich markup (escape what is user-written)."""
+    return fail(message, code, kind, markup=True)
 
 
 def _notice(message: str) -> None:
@@ -312,34 +316,68 @@ def status(
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Table of environments: observed, desired, converged?, lock, last transition, failure."""
+    chosen = parse_selector_option(selector)
+    if chosen is not None and at is not None:
+        raise _fail(
+            "-l/--selector reads labels from the desired state now; it does not go with --at", EXIT_USAGE
+        )
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         if at is not None:
             _status_at(ws.store_for(snapshot), ws.repo, at, name, fmt)
             return
         engine = ws.engine(snapshot)
-        rows = environment_rows(engine, snapshot, name)
+        rows = environment_rows(engine, snapshot, name, chosen)
         if name is not None and not rows:
+            if chosen is not None and name in snapshot.names:
+                raise _fail(f"'{name}' does not match the selector '{chosen}'")
             raise _fail(f"unknown environment '{name}'")
         if fmt is OutputFormat.JSON:
-            _print_json(rows)
+            _print_json_rows(document(desiredCommit=snapshot.commit, environments=rows), "environments")
+            return
+        if chosen is not None and not rows:
+            err.print(nothing_selected(chosen), markup=False)
             return
         table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
         for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
             table.add_column(col)
         for row in rows:
-            table.add_row(
-                row["name"],
-                row["observed"] or "-",
-                row["desired"] or "-",
-                row["verdict"],
-                row["lock"] or "-",
-                row["lastTransition"] or "-",
-                row["failure"] or "-",
-            )
-        Console(width=160).print(table)
+            table.add_row(*(escape(cell) for cell in status_cells(row)))
+        Console(width=160, no_color=no_color()).print(table)
+
+
+def status_cells(row: dict[str, Any]) -> list[str]:
+    """The text table's cells of one plain ``status`` row (``reconciler.views.environment_view``)."""
+    corrupt = row["corrupt"]
+    verdict = row["verdict"]
+    observed = "corrupt" if corrupt else row["observed"] or "-"
+    desired = row["desired"] or ("invalid" if verdict == "invalid" else "-")
+    converged = "yes" if row["converged"] else ("corrupt" if corrupt else f"no: {verdict}")
+    lock = row["lock"]
+    lock_text = "-"
+    if lock is not None:
+        holder = f"{lock['holder']['host']}:{lock['holder']['pid']}"
+        expires = datetime.fromisoformat(lock["expiresAt"])
+        lock_text = (
+            f"{holder} (stale: {lock['staleReason']})"
+            if lock["stale"]
+            else f"{holder} until {expires:%H:%M:%S}"
+        )
+    last = row["lastTransition"]
+    last_text = "-"
+    if last is not None:
+        at = datetime.fromisoformat(last["at"])
+        last_text = f"{last['from']} -> {last['to']} at {at:%Y-%m-%d %H:%M:%S}"
+    failure = row["failure"]
+    failure_text = "-"
+    if corrupt:
+        failure_text = corrupt["error"]
+    elif failure is not None:
+        failure_text = f"{failure['failedStep']}: {failure['errorSummary']} (attempt {failure['attempt']})"
+    return [row["name"], observed, desired, converged, lock_text, last_text, failure_text]
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
