@@ -54,6 +54,7 @@ def _register() -> None:
         commands_daemon,
         commands_desired,
         commands_log,
+        commands_meta,
         commands_plan,
         commands_state,
     )

@@ -49,9 +49,10 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import err, fail, no_color
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import ALL_STATES, Lock, Phase, can_start
+from reconciler.desired.selector import Selector, select
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start, utcnow
 from reconciler.domain.dispatch import InvalidTransition
-from reconciler.engine.apply import UnknownEnvironment, apply_environments
+from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
@@ -63,7 +64,7 @@ from reconciler.store.git import GitStore
 from reconciler.store.lock import holder_label
 from reconciler.store.message import EVENT_KINDS, person
 from reconciler.store.remote import RemoteStore
-from reconciler.views import document
+from reconciler.views import FORMAT_VERSION, document, failure_view, lock_view
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -184,8 +185,10 @@ def apply(
             show_default=False,
         ),
     ] = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
+    chosen = parse_selector_option(selector)
     wait_seconds = _lock_timeout(lock_timeout)
     wait_notify = _duration(notify_wait, "--notify-wait", NOTIFY_WAIT_SECONDS)
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
@@ -193,6 +196,12 @@ def apply(
         engine = ws.engine(snapshot)
         for problem in snapshot.problems:
             err.print(str(problem), highlight=False, markup=False)
+        if chosen is not None:
+            try:
+                known = targets(engine, snapshot, names)  # an unknown NAME is still an error
+            except UnknownEnvironment as e:
+                raise _fail(str(e), kind="not_found") from e
+            names = _select_names(snapshot, known if names else None, chosen, fmt)
         console = Console(stderr=True, soft_wrap=True)
         live = fmt is OutputFormat.TEXT and console.is_terminal
 
@@ -243,6 +252,23 @@ def apply(
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
 
 
+def _select_names(
+    snapshot: DesiredSnapshot, names: list[str] | None, selector: Selector, fmt: OutputFormat
+) -> list[str]:
+    """``apply -l``: the declared environments (of ``names``, when given) whose labels match.
+
+    Matching nothing is not an error: it is said, and the run ends with exit 0.
+    """
+    labels = {name: env.labels for name, env in snapshot.environments.items()}
+    picked = select(names or sorted(labels), labels, selector)
+    if not picked:
+        err.print(nothing_selected(selector), markup=False)
+        if fmt is OutputFormat.JSON:
+            _report([], fmt, snapshot.commit)
+        raise typer.Exit(EXIT_OK)
+    return picked
+
+
 def _notify_outcomes(
     feed: NotificationFeed, snapshot: DesiredSnapshot, results: list[ReconcileResult], wait_seconds: float
 ) -> None:
@@ -283,6 +309,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
     if fmt is OutputFormat.JSON:
         _print_json(
             {
+                "formatVersion": FORMAT_VERSION,
                 "desiredCommit": commit,
                 "converged": all(r.ok for r in results),
                 "environments": [
@@ -292,7 +319,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
                         "state": r.state,
                         "reason": r.reason,
                         "transitions": [{"from": a, "to": b} for a, b in r.transitions],
-                        "failure": r.failure.model_dump(mode="json", by_alias=True) if r.failure else None,
+                        "failure": failure_view(r.failure) if r.failure else None,
                     }
                     for r in results
                 ],
@@ -334,7 +361,7 @@ def status(
         if name is not None and not rows:
             if chosen is not None and name in snapshot.names:
                 raise _fail(f"'{name}' does not match the selector '{chosen}'")
-            raise _fail(f"unknown environment '{name}'")
+            raise _fail(f"unknown environment '{name}'", kind="not_found")
         if fmt is OutputFormat.JSON:
             _print_json_rows(document(desiredCommit=snapshot.commit, environments=rows), "environments")
             return
@@ -453,18 +480,19 @@ def show(
             if name in snapshot.names:
                 hint = f"never reconciled yet; run `reconcile apply {name}`"
                 if fmt is OutputFormat.JSON:
-                    _print_json({"name": name, "state": None, "nextStep": hint})
+                    _print_json(document(name=name, state=None, lock=None, nextStep=hint))
                 else:
                     print(f"Environment '{name}' has no recorded state.\nnext step: {hint}")
                 return
-            raise _fail(f"unknown environment '{name}'")
+            raise _fail(f"unknown environment '{name}'", kind="not_found")
         env = observed.env
         hint = next_step(env, name in snapshot.names)
         if name in snapshot.broken:
             first = snapshot.broken[name][0]
             hint = f"its file is invalid and is left alone until fixed: {first}; fix it and commit"
         if fmt is OutputFormat.JSON:
-            _print_json({"state": json.loads(env.to_json()), "nextStep": hint})
+            lock = None if env.lock is None else lock_view(env.lock, utcnow())
+            _print_json(document(name=name, state=json.loads(env.to_json()), lock=lock, nextStep=hint))
             return
         print(str(env))
         print(env.to_json(), end="")
