@@ -177,3 +177,48 @@ def test_no_color_and_NO_COLOR_leave_no_escape_codes(gitops: GitOpsRepo) -> None
         )
         assert out.returncode == 1 and "unknown environment 'nope'" in out.stderr
         assert "\x1b[" not in out.stderr, args
+
+
+def test_validate_reports_every_problem_of_a_file_in_one_run(gitops: GitOpsRepo) -> None:
+    """A wrong name, a path escape and an unknown dependsOn took three rounds of fix-and-validate."""
+    gitops.commit(
+        {
+            "environments/web.yaml": """\
+                apiVersion: reconciler/v1
+                kind: Environment
+                metadata:
+                  name: webby
+                spec:
+                  desiredState: running
+                  dependsOn: [nothere]
+                  phases:
+                    provision:
+                      - shell: {run: echo hi, cwd: ../outside}
+                    run:
+                      - ansible: {playbook: /etc/passwd}
+                """
+        }
+    )
+    out = gitops.reconcile("validate")
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "environments/web.yaml:4:9: `metadata.name` is 'webby' but the file is web.yaml; "
+        "the name must equal the file stem 'web'",
+        "environments/web.yaml:7:15: `spec.dependsOn[0]`: no environment named 'nothere'; "
+        "expected the name of a file in environments/ (e.g. none)",
+        "environments/web.yaml:10:36: `shell.cwd`: '../outside' leads outside the repository; "
+        "give a path inside it; expected a path inside the repository",
+        "environments/web.yaml:12:29: `ansible.playbook`: '/etc/passwd' is absolute; "
+        "give a path relative to the repository root; expected a path inside the repository",
+    ]
+    assert "4 problem(s)" in out.stderr and "1 environment(s) will be left alone" in out.stderr
+    data = _doc(gitops.reconcile("validate", "--format", "json").stdout)
+    assert [(p["line"], p["environment"]) for p in data["problems"]] == [
+        (4, "web"),
+        (7, "web"),
+        (10, "web"),
+        (12, "web"),
+    ]
+    # Nothing of it is acted on: apply leaves the environment alone and says why.
+    applied = gitops.reconcile("apply")
+    assert "environments/web.yaml:4:9" in applied.stderr and gitops.transitions() == []
