@@ -47,7 +47,9 @@ def log_command(
         if not kept:
             snapshot = ws.desired()
             if name not in known_names(ws.store_for(snapshot), set(snapshot.names)):
-                raise _fail(f"unknown environment '{name}': it is not declared and has no history")
+                raise _fail(
+                    f"unknown environment '{name}': it is not declared and has no history", kind="not_found"
+                )
         if runs:
             if fmt is OutputFormat.JSON:
                 _print_json(document(environment=name, runs=[_run_json(r) for r in kept]))

@@ -245,7 +245,7 @@ def apply(
                         engine, snapshot, names, workers=workers, lock_timeout=wait_seconds, on_wait=waiting
                     )
         except UnknownEnvironment as e:
-            raise _fail(str(e)) from e
+            raise _fail(str(e), kind="not_found") from e
         _report(results, fmt, snapshot.commit)
         if feed is not None:
             _notify_outcomes(feed, snapshot, results, wait_notify)
@@ -556,7 +556,8 @@ def history(
             shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
             raise _fail(
                 f"unknown environment '{missing[0]}': it is not declared and has no history "
-                f"(known: {shown or 'none'})"
+                f"(known: {shown or 'none'})",
+                kind="not_found",
             )
         events = query_events(st, query)
         if fmt is OutputFormat.JSON:
