@@ -110,6 +110,7 @@ def environment_view(
         "lastTransition": None if last is None else transition_view(last),
         "failure": None,
         "corrupt": None,
+        "suspended": None if plan is None or plan.suspended is None else plan.suspended.to_json(),
         "updatedAt": None,
     }
     if isinstance(observed, CorruptState):

@@ -57,6 +57,7 @@ def _register() -> None:
         commands_meta,
         commands_plan,
         commands_state,
+        commands_suspend,
     )
 
 

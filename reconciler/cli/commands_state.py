@@ -50,7 +50,7 @@ from reconciler.cli.options import (
 from reconciler.cli.output import err, fail, no_color
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
-from reconciler.domain import ALL_STATES, Lock, Phase, can_start, utcnow
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
 from reconciler.engine.orphans import stop_leftovers
@@ -58,6 +58,7 @@ from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.notify.feed import NotificationFeed, blocked, open_feed
+from reconciler.planner import suspension
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
 from reconciler.store.git import GitStore
@@ -383,6 +384,10 @@ def status_cells(row: dict[str, Any]) -> list[str]:
     observed = "corrupt" if corrupt else row["observed"] or "-"
     desired = row["desired"] or ("invalid" if verdict == "invalid" else "-")
     converged = "yes" if row["converged"] else ("corrupt" if corrupt else f"no: {verdict}")
+    held = row.get("suspended")
+    if held:
+        mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
+        converged = f"no: {mark}" if verdict == "suspended" else f"{converged}, {mark}"
     lock = row["lock"]
     lock_text = "-"
     if lock is not None:
@@ -496,6 +501,10 @@ def show(
             return
         print(str(env))
         print(env.to_json(), end="")
+        if env.suspended is not None:
+            held = env.suspended
+            print(f"suspended by: {held.by}\nsuspended at: {format_timestamp(held.at)}")
+            print(f"reason: {held.reason or '(none given)'}")
         if env.error_details is not None:
             f = env.error_details
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
@@ -617,6 +626,10 @@ def _phase_command(phase: Phase) -> None:
                 "dependent still alive for destroy).",
             ),
         ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Run it even though the environment is suspended (decision 021)."),
+        ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
@@ -641,6 +654,12 @@ def _phase_command(phase: Phase) -> None:
                     )
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
+                suspended = suspension(desired, observed.env)
+                if suspended is not None and not force:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': it is {escape(suspended.describe())}. "
+                        f"`reconcile resume {name}` (or its file) lifts it; --force runs {phase} anyway."
+                    )
                 if not can_start(observed.env.state, phase):
                     raise _fail(
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "

@@ -64,6 +64,11 @@ _NEXT = {
 def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) -> str:
     """The suggested next step for an environment in its current state."""
     name = env.name
+    if env.suspended is not None and not env.is_in_progress:
+        return (
+            f"nothing acts on it while it is suspended (by {env.suspended.by}); "
+            f"`reconcile resume {name}` lifts it (docs/recovery.md)"
+        )
     if env.is_in_progress:
         lock = env.lock
         who = f"{lock.holder.host}:{lock.holder.pid}" if lock else "an unknown holder"
