@@ -22,6 +22,7 @@ from reconciler.cli.options import (
     RepoOption,
     bulk_load,
 )
+from reconciler.cli.output import fail
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     ParseCache,
@@ -35,6 +36,7 @@ from reconciler.desired.models import BlueprintFile, EnvironmentFile
 from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
+from reconciler.views import document
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
 
@@ -46,8 +48,7 @@ def _open_repo(path: Path) -> pygit2.Repository:
     try:
         return open_repository(path)
     except NotARepository as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from e
+        raise fail(str(e), EXIT_FAILURE) from e
 
 
 def _work_tree(path: Path) -> Path:
@@ -57,21 +58,19 @@ def _work_tree(path: Path) -> Path:
     directory outside git is read as it is.
     """
     if not path.is_dir():
-        typer.echo(
-            f"error: {path}: no such directory; --repo takes a work tree or a directory inside one", err=True
+        raise fail(
+            f"{path}: no such directory; --repo takes a work tree or a directory inside one", EXIT_FAILURE
         )
-        raise typer.Exit(EXIT_FAILURE)
     try:
         repository = open_repository(path)
     except NotARepository:
         return path
     if repository.workdir is None:
-        typer.echo(
-            f"error: {path}: a bare repository has no work tree to validate; "
+        raise fail(
+            f"{path}: a bare repository has no work tree to validate; "
             "drop --worktree to validate its desired-state branch",
-            err=True,
+            EXIT_FAILURE,
         )
-        raise typer.Exit(EXIT_FAILURE)
     return Path(repository.workdir)
 
 
@@ -94,8 +93,7 @@ def validate(
     warnings: list[Problem]
     if worktree:
         if rev is not None:
-            typer.echo("error: --rev and --worktree exclude each other", err=True)
-            raise typer.Exit(EXIT_USAGE)
+            raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
         top = _work_tree(repo)
         with bulk_load():
             snapshot = load_worktree(top)
@@ -110,8 +108,7 @@ def validate(
                 snapshot = load_snapshot(repository, rev or default_revision(repository), cache=cache)
             cache.save()
         except RevisionError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from e
+            raise fail(str(e), EXIT_FAILURE) from e
         commit = repository[snapshot.commit or ""]
         assert isinstance(commit, pygit2.Commit)
         tree_source = GitTreeSource(repository, commit.tree)
@@ -130,7 +127,18 @@ def validate(
             for severity, found in (("error", problems), ("warning", warnings))
             for p in found
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(
+            json.dumps(
+                document(
+                    revision=snapshot.commit,
+                    valid=not problems,
+                    environments=len(snapshot.environments),
+                    invalidEnvironments=sorted(snapshot.broken),
+                    problems=rows,
+                ),
+                indent=2,
+            )
+        )
     else:
         for problem in problems:
             typer.echo(str(problem))
