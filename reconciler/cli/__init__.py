@@ -56,6 +56,7 @@ def _register() -> None:
         commands_log,
         commands_meta,
         commands_plan,
+        commands_serve,
         commands_state,
         commands_suspend,
     )

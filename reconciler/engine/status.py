@@ -24,7 +24,8 @@ def environment_rows(
     only observed (its file deleted) or whose file is invalid has no labels to match.
     """
     observed_all = engine.store.read_all()
-    names = sorted(set(snapshot.names) | set(observed_all))
+    declared = snapshot.names  # a property that builds a set: once, not per row
+    names = sorted(set(declared) | set(observed_all))
     if only is not None:
         names = [n for n in names if n == only]
     labels = {n: env.labels for n, env in snapshot.environments.items()}
@@ -43,7 +44,7 @@ def environment_rows(
                 item,
                 plan,
                 labels=labels.get(name),
-                declared=name in snapshot.names,
+                declared=name in declared,
                 last=last.get(name),
                 now=now,
             )
