@@ -32,7 +32,7 @@
   }
 
   function append(node, children) {
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -289,11 +289,15 @@
     return el("span", {}, what, " ", time(last.at), last.actor ? el("span", { class: "muted" }, " by " + last.actor) : "");
   }
 
-  function failureCell(failure) {
-    if (!failure) return "";
-    if (typeof failure === "string") return el("span", { class: "failure" }, failure);
-    const step = failure.failedStep ? failure.failedStep + ": " : "";
-    return el("span", { class: "failure", title: failure.errorKind || "" }, step + (failure.errorSummary || ""));
+  function failureCell(failure, problems) {
+    const parts = [];
+    if (failure && typeof failure === "object") {
+      const step = failure.failedStep ? failure.failedStep + ": " : "";
+      const attempt = failure.attempt ? " (attempt " + failure.attempt + ")" : "";
+      parts.push(el("span", { class: "failure", title: failure.errorKind || "" }, step + (failure.errorSummary || "") + attempt));
+    } else if (failure) parts.push(el("span", { class: "failure" }, String(failure)));
+    for (const problem of problems || []) parts.push(el("div", { class: "failure problem-line" }, String(problem)));
+    return parts;
   }
 
   function driftCell(drift, suspended) {
@@ -304,9 +308,9 @@
   }
 
   function convergedCell(row) {
-    const yes = row.converged === true || row.converged === "yes";
+    const yes = row.converged === true;
     const why = row.verdict && row.verdict !== "converged" ? row.verdict : "";
-    return el("span", { class: yes ? "yes" : "no" }, yes ? "yes" : "no" + (why ? ": " + why : ""));
+    return el("span", { class: yes ? "yes" : "no", title: row.reason || "" }, yes ? "yes" : "no" + (why ? ": " + why : ""));
   }
 
   function fleetRow(row, previous) {
@@ -318,7 +322,7 @@
       el("td", { class: "drift" }, driftCell(row.drift, row.suspended)),
       el("td", { class: "lock-cell" }, lockCell(row.lock)),
       el("td", { class: "last" }, transitionCell(row.lastTransition)),
-      el("td", { class: "failure-cell" }, failureCell(row.failure)));
+      el("td", { class: "failure-cell" }, failureCell(row.failure, row.problems)));
     const signature = JSON.stringify(row);
     tr.dataset.signature = signature;
     if (previous && previous !== signature) tr.classList.add("changed");
@@ -430,41 +434,68 @@
     return url ? el("a", { href: url }, text) : text;
   }
 
+  function tags(map) {
+    const entries = Object.entries(map || {});
+    return entries.length ? entries.map(([k, v]) => [el("span", { class: "tag" }, k + "=" + v), " "]) : "";
+  }
+
+  function phaseRows(env, state) {
+    if (Array.isArray(env.phases)) return env.phases.map((p) => [p.phase, p]);
+    return Object.entries((state && state.phases) || {});
+  }
+
+  function traceBlock(trace) {
+    if (!trace) return "";
+    if (typeof trace === "string") return el("pre", { class: "trace" }, trace);
+    return [
+      el("h3", {}, "Trace", trace.truncated ? el("span", { class: "muted" }, " (its end)") : ""),
+      trace.content !== null && trace.content !== undefined
+        ? el("pre", { class: "trace" }, trace.content)
+        : el("p", { class: "muted" }, "The trace cannot be shown: " + (trace.error || "it is not on this host")),
+    ];
+  }
+
   function renderEnvironment(body, history) {
     const env = body.environment || body;
-    const state = env.state && typeof env.state === "object" ? env.state : env;
-    const name = env.name || state.name || environmentName();
+    const state = env.state && typeof env.state === "object" ? env.state : {};
+    const spec = env.spec || {};
+    const name = env.name || environmentName();
     document.title = name + " · reconciler";
     replace(byId("env-name"), name);
-    const labels = env.labels || {};
     section("summary", "Summary", definitionList([
       ["observed", stateBadge(env.observed || state.state)],
-      ["desired", env.desired || (env.desiredState ? env.desiredState : "")],
+      ["desired", env.desired || spec.desiredState || ""],
       ["converged", env.converged === undefined ? "" : convergedCell(env)],
-      ["desired commit", commitLink(state.desiredCommit, env.desiredCommitUrl)],
-      ["updated", time(state.updatedAt)],
+      ["why", env.reason],
+      ["next step", env.nextStep],
+      ["desired commit", commitLink(env.desiredCommit || state.desiredCommit, env.desiredCommitUrl)],
+      ["updated", time(env.updatedAt || state.updatedAt)],
       ["lock", lockCell(env.lock !== undefined ? env.lock : state.lock)],
-      ["labels", Object.keys(labels).length ? Object.entries(labels).map(([k, v]) => el("span", { class: "tag" }, k + "=" + v)) : ""],
+      ["labels", tags(env.labels)],
+      ["file", spec.path],
+      ["blueprint", spec.blueprint],
+      ["depends on", (spec.dependsOn || []).join(", ")],
+      ["protected", spec.protected ? "yes: never destroyed or pruned" : ""],
+      ["problems", (env.problems || []).length ? (env.problems || []).map((p) => el("div", { class: "failure" }, p)) : ""],
     ]));
 
-    const phases = Object.entries(state.phases || {});
+    const phases = phaseRows(env, state);
     if (phases.length) {
       section("phases", "Phases", el("table", {},
-        el("thead", {}, el("tr", {}, el("th", {}, "phase"), el("th", {}, "hash"), el("th", {}, "completed"))),
+        el("thead", {}, el("tr", {}, el("th", {}, "phase"), el("th", {}, "input hash"), el("th", {}, "completed"))),
         el("tbody", {}, phases.map(([phase, done]) => el("tr", { "data-phase": phase },
           el("td", {}, phase),
           el("td", {}, el("code", { title: done.hash || "" }, shortSha(done.hash))),
-          el("td", {}, done.completedAt ? el("span", {}, when(done.completedAt), " ", el("span", { class: "muted" }, "(" + ago(done.completedAt) + ")")) : ""))))));
+          el("td", {}, done.completedAt ? [when(done.completedAt), " ", el("span", { class: "muted" }, "(" + ago(done.completedAt) + ")")] : ""))))));
     } else hide("phases");
 
-    const outputs = Object.entries(state.outputs || {});
+    const outputs = Object.entries(env.outputs || state.outputs || {});
     if (outputs.length) {
       section("outputs", "Outputs", definitionList(outputs.map(([k, v]) => [k, el("code", {}, typeof v === "string" ? v : JSON.stringify(v))])));
     } else hide("outputs");
 
-    const failure = state.failure || env.failure;
+    const failure = env.failure || state.failure;
     if (failure && typeof failure === "object") {
-      const trace = env.trace !== undefined ? env.trace : failure.trace;
       section("failure", "Failure",
         definitionList([
           ["phase", failure.phase],
@@ -472,16 +503,17 @@
           ["error kind", failure.errorKind],
           ["summary", failure.errorSummary],
           ["attempt", failure.attempt],
-          ["failed at", when(failure.failedAt)],
-          ["duration", failure.executionDurationSeconds !== undefined ? failure.executionDurationSeconds + " s" : ""],
+          ["started", when(failure.executionStartedAt)],
+          ["failed", when(failure.failedAt)],
+          ["duration", failure.executionDurationSeconds !== undefined && failure.executionDurationSeconds !== null ? failure.executionDurationSeconds + " s" : ""],
           ["trace id", failure.traceId],
           ["trace file", failure.traceFile],
         ]),
-        trace ? el("pre", { class: "trace" }, typeof trace === "string" ? trace : trace.content || "") : "");
+        traceBlock(failure.trace));
     } else hide("failure");
 
-    const drift = state.drift || env.drift;
-    const suspended = state.suspended || env.suspended;
+    const drift = env.drift || state.drift;
+    const suspended = env.suspended || state.suspended;
     if (drift || suspended) {
       section("drift", "Drift and suspension",
         drift ? definitionList([
@@ -494,7 +526,7 @@
         ]) : "");
     } else hide("drift");
 
-    const items = (history && (history.events || history.history || history.transitions)) || [];
+    const items = (history && (history.events || history.history)) || [];
     section("history", "History", items.length
       ? el("ol", { class: "timeline" }, items.map(historyItem))
       : el("p", { class: "muted" }, "No transition recorded yet."));
