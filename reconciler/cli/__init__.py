@@ -48,6 +48,7 @@ def _register() -> None:
         commands_desired,
         commands_log,
         commands_plan,
+        commands_serve,
         commands_state,
     )
 
