@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pygit2
 import pytest
 
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
@@ -26,6 +25,7 @@ from tests.daemon.kit import Daemons, Server, state_of, wait_for
 from tests.web import pages
 from tests.web.browser import screenshot, wait_until
 from tests.web.serve import serve
+from tests.web.statebranch import NOW, commit_state, state_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -132,70 +132,28 @@ def test_labels_vars_step_names_authors_and_trace_output_from_a_daemon_are_shown
 
 def planted_state(repo: Path, desired: str, data: Path) -> None:
     """A state branch, written as another tool could write it, with the payload in every free string."""
-    r = pygit2.Repository(str(repo))
-    now = "2026-12-05T08:00:00Z"
     trace = "20261205-080000-provision.log"
-    documents = {
-        "planted": {
-            "schema": 1,
-            "name": "planted",
-            "state": "provision_failed",
-            "desiredCommit": desired,
-            "phases": {},
-            "outputs": {PAYLOAD: PAYLOAD},
-            "lock": None,
-            "failure": {
-                "phase": "provision",
-                "failedStep": PAYLOAD,
-                "errorKind": "command_failed",
-                "errorSummary": PAYLOAD,
-                "attempt": 1,
-                "executionStartedAt": now,
-                "failedAt": now,
-                "executionDurationSeconds": 1.5,
-                "traceId": str(uuid.uuid4()),
-                "traceFile": f"data/planted/traces/{trace}",
-                "phaseHash": PAYLOAD,
-            },
-            "updatedAt": now,
-        },
-        "locked": {
-            "schema": 1,
-            "name": "locked",
-            "state": "provisioning",
-            "desiredCommit": desired,
-            "phases": {},
-            "outputs": {},
-            "lock": {
-                "id": str(uuid.uuid4()),
-                "holder": {"host": PAYLOAD, "pid": 1},
-                "acquiredAt": now,
-                "expiresAt": "2026-12-05T09:00:00Z",
-            },
-            "failure": None,
-            "updatedAt": now,
-        },
-    }
     (data / "planted" / "traces").mkdir(parents=True)
     (data / "planted" / "traces" / trace).write_text(f"trace of planted\noutput: {PAYLOAD}\n")
-    top = r.TreeBuilder()
-    for name, doc in documents.items():
-        sub = r.TreeBuilder()
-        sub.insert("state.json", r.create_blob(json.dumps(doc).encode()), pygit2.GIT_FILEMODE_BLOB)
-        top.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
-    tree = top.write()
-    signature = pygit2.Signature("planter", "planter@example.com")
-    parents: list[pygit2.Oid] = []
-    for name, to in (("locked", "provisioning"), ("planted", "provision_failed")):
-        message = (
-            f"{name}: created -> {to}\n\n{PAYLOAD}\n\n"
-            f"Reconcile-Environment: {name}\nReconcile-From: created\nReconcile-To: {to}\n"
-            f"Reconcile-Desired-Commit: {desired}\nReconcile-Holder: {PAYLOAD}\n"
-            f"Reconcile-Actor: {PAYLOAD}\nReconcile-Event: transition\n"
-        )
-        parents = [
-            r.create_commit("refs/heads/reconciler/state", signature, signature, message, tree, parents)
-        ]
+    lock = {"id": str(uuid.uuid4()), "holder": {"host": PAYLOAD, "pid": 1}, "acquiredAt": NOW,
+            "expiresAt": "2026-12-05T09:00:00Z"}  # fmt: skip
+    commit_state(repo, state_json("locked", "provisioning", desired, lock=lock), "created",
+                 actor=PAYLOAD, holder=PAYLOAD, detail=PAYLOAD)  # fmt: skip
+    failure = {
+        "phase": "provision",
+        "failedStep": PAYLOAD,
+        "errorKind": "command_failed",
+        "errorSummary": PAYLOAD,
+        "attempt": 1,
+        "executionStartedAt": NOW,
+        "failedAt": NOW,
+        "executionDurationSeconds": 1.5,
+        "traceId": str(uuid.uuid4()),
+        "traceFile": f"data/planted/traces/{trace}",
+        "phaseHash": PAYLOAD,
+    }
+    planted = state_json("planted", "provision_failed", desired, outputs={PAYLOAD: PAYLOAD}, failure=failure)
+    commit_state(repo, planted, "provisioning", actor=PAYLOAD, holder=PAYLOAD, detail=PAYLOAD)
 
 
 def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
