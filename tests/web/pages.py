@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-
 
 def rows(driver: Any) -> list[str]:
     """The environment names in the fleet table, top to bottom."""
-    return [
-        str(tr.get_attribute("data-name"))
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#fleet-rows tr[data-name]")
-    ]
+    found = driver.execute_script(
+        "return [...document.querySelectorAll('#fleet-rows tr[data-name]')].map(tr => tr.dataset.name)"
+    )
+    return [str(n) for n in found]
 
 
 def cell(driver: Any, name: str, column: str) -> str:
@@ -28,8 +26,21 @@ def cell(driver: Any, name: str, column: str) -> str:
 
 
 def count(driver: Any, state: str) -> int:
-    found = driver.find_elements(By.CSS_SELECTOR, f'#counts [data-count="{state}"]')
-    return int(found[0].text) if found else 0
+    found = driver.execute_script(
+        'const e = document.querySelector(`#counts [data-count="${CSS.escape(arguments[0])}"]`);'
+        "return e ? e.textContent : null;",
+        state,
+    )
+    return 0 if found is None else int(found)
+
+
+def phases(driver: Any) -> dict[str, list[str]]:
+    """The environment page's phases table: phase -> [hash, completed]."""
+    found = driver.execute_script(
+        "return [...document.querySelectorAll('#phases tr[data-phase]')]"
+        ".map(tr => [tr.dataset.phase, ...[...tr.cells].slice(1).map(c => c.textContent)])"
+    )
+    return {str(row[0]): [str(c) for c in row[1:]] for row in found}
 
 
 def keep_watch(driver: Any, name: str) -> None:

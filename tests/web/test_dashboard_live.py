@@ -77,15 +77,12 @@ def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_h
     wait_for("web running", state_is(server.bare, "web", "running"), 30)
 
     page.get(daemon.url("/environments/web"))
-    wait_until(page, "the phases", lambda d: d.find_elements(By.CSS_SELECTOR, "#phases tr[data-phase]"))
-    phases = {
-        tr.get_attribute("data-phase"): tr.find_elements(By.TAG_NAME, "td")
-        for tr in page.find_elements(By.CSS_SELECTOR, "#phases tr[data-phase]")
-    }
+    wait_until(page, "the phases", pages.phases)
+    phases = pages.phases(page)
     assert set(phases) == {"provision", "configure", "release", "run"}
-    for cells in phases.values():
-        assert re.fullmatch(r"[0-9a-f]{12}", cells[1].text), cells[1].text  # the recorded hash
-        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cells[2].text), cells[2].text
+    for hash_text, completed in phases.values():
+        assert re.fullmatch(r"[0-9a-f]{12}", hash_text), hash_text  # the recorded hash
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", completed), completed
     summary = page.find_element(By.ID, "summary").text
     assert "running" in summary
     assert first[:12] in summary
@@ -111,7 +108,7 @@ def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_h
         40,
     )
     assert pages.same_document(page)
-    newest = page.find_elements(By.CSS_SELECTOR, "#history li")[0].text
+    newest = page.execute_script("return document.querySelector('#history li').textContent")
     assert "running" in newest
     assert second[:12] in newest
 

@@ -79,7 +79,7 @@
   }
 
   function stateBadge(state) {
-    if (!state) return el("span", { class: "muted" }, "-");
+    if (!state || state === "none") return el("span", { class: "muted", title: "no state.json on the state branch" }, "not observed");
     let kind = "progress";
     if (state.endsWith("_failed") || state === "corrupt" || state === "invalid") kind = "error";
     else if (state === "running" || state === "destroyed") kind = "done";
@@ -246,6 +246,14 @@
     refreshFleet();
   }
 
+  // Runs `render` only when `inputs` differ from those it last rendered `node` from.
+  function unlessSame(node, inputs, render) {
+    const signature = JSON.stringify(inputs);
+    if (node.dataset.signature === signature) return;
+    render();
+    node.dataset.signature = signature;
+  }
+
   function renderCounts(counts, total, query) {
     const list = byId("counts");
     const items = [el("li", { class: "count-total" }, el("strong", {}, String(total)), " environments")];
@@ -280,13 +288,20 @@
       : lock.holder;
     const since = lock.since || lock.acquiredAt;
     return el("span", { class: lock.stale ? "lock lock-stale" : "lock" },
-      String(holder || "?"), " ", since ? time(since) : "", lock.stale ? [" ", el("span", { class: "tag tag-error" }, "stale")] : "");
+      String(holder || "?"), since ? [" since ", time(since)] : "", lock.stale ? [" ", el("span", { class: "tag tag-error" }, "stale")] : "");
+  }
+
+  // "Ada Lovelace <ada@example.com>" -> "Ada Lovelace" in the table; the whole value is its title.
+  function personName(actor) {
+    const name = String(actor).replace(/\s+<[^<>\s]+@[^<>\s]+>$/, "");
+    return name || String(actor);
   }
 
   function transitionCell(last) {
     if (!last) return "";
     const what = last.from !== undefined && last.to !== undefined ? last.from + " → " + last.to : last.event || "";
-    return el("span", {}, what, " ", time(last.at), last.actor ? el("span", { class: "muted" }, " by " + last.actor) : "");
+    return el("span", {}, what, " ", time(last.at),
+      last.actor ? el("span", { class: "muted", title: last.actor }, " by " + personName(last.actor)) : "");
   }
 
   function failureCell(failure, problems) {
@@ -343,16 +358,22 @@
     showError(null);
     const rows = body.environments || [];
     const total = typeof body.total === "number" ? body.total : rows.length;
-    renderCounts(body.counts, total, query);
+    // Only what changed is replaced: a row, the counts or the pager that did not change stays
+    // the same element (no flicker, and a selection or a hover survives a refresh).
+    unlessSame(byId("counts"), [body.counts, total, query], () => renderCounts(body.counts, total, query));
     const tbody = byId("fleet-rows");
     const before = new Map();
-    for (const tr of tbody.rows) before.set(tr.dataset.name, tr.dataset.signature);
-    const fresh = rows.map((row) => fleetRow(row, before.get(row.name)));
+    for (const tr of tbody.rows) if (tr.dataset.name !== undefined) before.set(tr.dataset.name, tr);
+    const fresh = rows.map((row) => {
+      const old = before.get(row.name);
+      return old && old.dataset.signature === JSON.stringify(row) ? old : fleetRow(row, old && old.dataset.signature);
+    });
     if (fresh.length === 0) {
       fresh.push(el("tr", { class: "empty" }, el("td", { colspan: "8" }, "No environment matches.")));
     }
-    tbody.replaceChildren(...fresh);
-    renderPager(query, total, rows.length);
+    const same = fresh.length === tbody.rows.length && fresh.every((tr, i) => tr === tbody.rows[i]);
+    if (!same) tbody.replaceChildren(...fresh);
+    unlessSame(byId("pager"), [query, total, rows.length], () => renderPager(query, total, rows.length));
     document.body.dataset.loaded = String((Number(document.body.dataset.loaded) || 0) + 1);
     if (!performance.getEntriesByName("fleet-rendered").length) performance.mark("fleet-rendered");
   }
@@ -559,7 +580,7 @@
       return;
     }
     showError(null);
-    renderEnvironment(env, history);
+    unlessSame(document.querySelector("main"), [env, history], () => renderEnvironment(env, history));
     document.body.dataset.loaded = String((Number(document.body.dataset.loaded) || 0) + 1);
   }
 
