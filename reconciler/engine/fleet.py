@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import AnyEnvironment
+from reconciler.domain import AnyEnvironment, format_timestamp
 from reconciler.domain.values import Lock
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.status import next_step
@@ -87,10 +87,11 @@ def environment_record(
 ) -> dict[str, Any]:
     """One environment's row: observed against desired, lock, last transition, failure, drift."""
     desired = snapshot.environments.get(name)
+    broken = snapshot.broken.get(name, ())
     record: dict[str, Any] = {
         "name": name,
         "labels": dict(desired.labels) if desired is not None else {},
-        "declared": name in snapshot.names,
+        "declared": desired is not None or name in snapshot.broken,
         "desired": str(desired.desired_state) if desired is not None else None,
         "observed": None,
         "converged": False,
@@ -103,7 +104,7 @@ def environment_record(
         "suspended": None,
         "updatedAt": None,
         "lastTransition": _transition(last),
-        "problems": [str(p) for p in snapshot.broken.get(name, ())],
+        "problems": [str(p) for p in broken],
     }
     if isinstance(item, CorruptState):
         record["verdict"] = "corrupt"
@@ -114,28 +115,58 @@ def environment_record(
     record["converged"] = plan.verdict is Verdict.CONVERGED
     record["reason"] = plan.reason
     if item is not None:
-        doc = document(item.env)
+        env = item.env
+        failure = env.error_details
         record.update(
-            observed=item.env.state_name,
-            desiredCommit=doc.get("desiredCommit"),
-            lock=lock_json(item.env.lock, now),
-            failure=doc.get("failure"),
-            drift=doc.get("drift"),
-            suspended=doc.get("suspended"),
-            updatedAt=doc.get("updatedAt"),
+            observed=env.state_name,
+            desiredCommit=env.desired_commit,
+            lock=lock_json(env.lock, now),
+            failure=None if failure is None else failure.model_dump(mode="json", by_alias=True),
+            drift=_optional(env, "drift"),
+            suspended=_optional(env, "suspended"),
+            updatedAt=format_timestamp(env.updated_at),
         )
     return record
 
 
+def _optional(env: AnyEnvironment, key: str) -> Any:
+    """``state.json``'s optional ``drift`` and ``suspended`` (SPEC 4.2), when this build records them."""
+    value = getattr(env, key, None)
+    if value is None or isinstance(value, str | int | float | bool | dict | list):
+        return value
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json", by_alias=True) if callable(dump) else None
+
+
 def document(env: AnyEnvironment) -> dict[str, Any]:
     """``state.json`` as a dict (with whatever optional keys the document has: drift, suspended)."""
-    return env.to_document().model_dump(mode="json", by_alias=True, exclude_none=False)
+    data: dict[str, Any] = env.to_document().model_dump(mode="json", by_alias=True)
+    return data
 
 
-def fleet_records(engine: Engine, snapshot: DesiredSnapshot) -> list[dict[str, Any]]:
-    """Every environment, declared or observed, sorted by name."""
-    observed_all = engine.store.read_all()
-    names = sorted(set(snapshot.names) | set(observed_all))
+def is_time_sensitive(record: Mapping[str, Any]) -> bool:
+    """Whether a row may change with no commit: a lock turns stale, a backoff ends."""
+    return record["lock"] is not None or record["verdict"] == "waiting"
+
+
+def related(snapshot: DesiredSnapshot, name: str) -> frozenset[str]:
+    """Those whose plan may change when ``name``'s state does: its dependents and its dependencies."""
+    env = snapshot.environments.get(name)
+    dependencies = env.spec.depends_on if env is not None else ()
+    return snapshot.dependents.get(name, frozenset()).union(dependencies)
+
+
+def fleet_records(
+    engine: Engine,
+    snapshot: DesiredSnapshot,
+    observed_all: Mapping[str, Observed | CorruptState] | None = None,
+    only: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every environment, declared or observed, sorted by name (or only those named in ``only``)."""
+    if observed_all is None:
+        observed_all = engine.store.read_all()
+    known = set(snapshot.environments) | set(snapshot.broken) | set(observed_all)
+    names = sorted(known if only is None else known.intersection(only))
     last = last_transitions(engine.store, names)
     now = engine.clock.now()
     return [environment_record(engine, snapshot, n, observed_all.get(n), last.get(n), now) for n in names]
@@ -173,7 +204,8 @@ def environment_detail(
 ) -> dict[str, Any] | None:
     """Everything about one environment; ``None`` when it is neither declared, observed nor in the history."""
     item, corrupt = _read(engine.store, name)
-    if item is None and corrupt is None and name not in snapshot.names and not history(engine.store, name, 1):
+    declared = name in snapshot.environments or name in snapshot.broken
+    if item is None and corrupt is None and not declared and not history(engine.store, name, 1):
         return None
     last = last_transitions(engine.store, [name]).get(name)
     now = engine.clock.now()
@@ -201,7 +233,7 @@ def environment_detail(
         record["state"] = doc
         record["phases"] = [{"phase": phase, **entry} for phase, entry in _items(doc.get("phases"))]
         record["outputs"] = doc.get("outputs") or {}
-        record["nextStep"] = next_step(item.env, name in snapshot.names, now)
+        record["nextStep"] = next_step(item.env, declared, now)
         failure = record["failure"]
         if failure is not None:
             record["failure"] = {**failure, "trace": read_trace(data_dir, name, failure.get("traceFile"))}
