@@ -8,6 +8,9 @@ defence, and this tests the first (textContent and DOM properties, never innerHT
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 from selenium.webdriver.common.by import By
 
 from tests.conftest import git
-from tests.daemon.kit import Daemons, Server, state_of, wait_for
+from tests.daemon.kit import ROOT, Daemons, Server, state_of, wait_for
 from tests.web import pages
 from tests.web.browser import screenshot, wait_until
 from tests.web.serve import serve
@@ -170,6 +173,11 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
     desired = git(server.clone, "rev-parse", "HEAD").strip()
     data = tmp_path / "data"
     planted_state(server.bare, desired, data)
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "suspend", "planted", "--reason", PAYLOAD,
+         "--repo", str(server.bare), "--data-dir", str(data)],
+        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
     page = unguarded
     with serve(server.bare, data, tmp_path / "serve.log") as served:
@@ -178,6 +186,7 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
         assert pages.cell(page, "planted", "failure-cell").count(PAYLOAD) == 2  # step and summary
         assert PAYLOAD in pages.cell(page, "locked", "lock-cell")  # the holder's host
         assert PAYLOAD in pages.cell(page, "planted", "last")  # the actor
+        assert pages.cell(page, "planted", "drift") == "suspended"
         assert_nothing_ran(page)
 
         page.get(served.url("/environments/planted"))
@@ -187,6 +196,7 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
         assert failure.count(PAYLOAD) >= 3  # failed step, summary, trace
         history = page.find_element(By.ID, "history").text
         assert history.count(PAYLOAD) >= 2  # the actor and the free text
+        assert PAYLOAD in page.find_element(By.ID, "drift").text  # why it is suspended
         assert_nothing_ran(page)
 
         page.get(served.url("/environments/locked"))
