@@ -158,6 +158,10 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
+#: ``reconcile_drift_status``'s values of ``status`` (SPEC 3.1).
+DRIFT_STATUSES = ("in_sync", "drifted", "failing")
+
+
 class DaemonMetrics:
     """The names ``/metrics`` serves (documented in docs/operations.md)."""
 
@@ -238,6 +242,22 @@ class DaemonMetrics:
             )
         )
         self.tip_unverified.set(0.0)
+        self.drift = r.register(
+            Gauge(
+                "reconcile_drift_status",
+                "Per environment, 1 for what its last look for drift found (in_sync, drifted, failing) "
+                "and 0 for the other two; absent until it was looked at.",
+                ["environment", "status"],
+            )
+        )
+        self.check_duration = r.register(
+            Histogram(
+                "reconcile_check_duration_seconds",
+                "Wall time of one look for drift of one environment (its probes and check steps), "
+                "by what it found.",
+                ["status"],
+            )
+        )
         self.shard = r.register(
             Gauge(
                 "reconcile_shard_info",
@@ -245,3 +265,9 @@ class DaemonMetrics:
                 ["index", "count"],
             )
         )
+
+    def observe_check(self, environment: str, status: str, seconds: float) -> None:
+        """One look for drift of ``environment`` found ``status`` in ``seconds``."""
+        self.check_duration.observe(seconds, status)
+        for each in DRIFT_STATUSES:
+            self.drift.set(1.0 if each == status else 0.0, environment, each)
