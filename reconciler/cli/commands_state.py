@@ -44,7 +44,7 @@ from reconciler.cli.options import (
     signers_path,
 )
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import ALL_STATES, Lock, Phase, can_start
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments
 from reconciler.engine.orphans import stop_leftovers
@@ -327,7 +327,17 @@ def status(
             _print_json(rows)
             return
         table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
-        for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
+        columns = (
+            "environment",
+            "observed",
+            "desired",
+            "converged",
+            "drift",
+            "lock",
+            "last transition",
+            "failure",
+        )
+        for col in columns:
             table.add_column(col)
         for row in rows:
             table.add_row(
@@ -335,6 +345,7 @@ def status(
                 row["observed"] or "-",
                 row["desired"] or "-",
                 row["verdict"],
+                (row["drift"] or "-").replace("_", " "),
                 row["lock"] or "-",
                 row["lastTransition"] or "-",
                 row["failure"] or "-",
@@ -435,6 +446,10 @@ def show(
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
             if f.trace_file:
                 print(f"trace: {f.trace_file}")
+        if env.drift is not None and env.drift.status != "in_sync":
+            d = env.drift
+            since = format_timestamp(d.since)
+            print(f"drift: {d.status} at {d.phase} step {d.step}: {d.summary} (since {since})")
         print(f"next step: {hint}")
 
 

@@ -31,6 +31,7 @@ from reconciler.domain import (
     FORWARD_PHASES,
     AnyEnvironment,
     DriftRecord,
+    DriftStatus,
     Environment,
     ErrorKind,
     FailureContext,
@@ -129,6 +130,8 @@ class ReconcileResult:
     locked_by: Lock | None = None
     #: ``check`` only: what the last look found, as kept in the environment's state.
     drift: DriftRecord | None = None
+    #: ``check`` only: what the first look found, before any heal (``None``: nothing was looked at).
+    found: DriftStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -722,14 +725,16 @@ class Engine:
         if observed is None:
             return self._result(name, Outcome.WAITING, "it moved while it was looked at", [])
         if finding.in_sync:
-            return self._checked(name, Outcome.CONVERGED, "in sync", [], observed)
+            return self._checked(name, Outcome.CONVERGED, "in sync", [], observed, found=finding.status)
         what = f"{finding.status} at {finding.phase} step {finding.step}: {finding.summary}"
         if desired.spec.suspend:
             # SPEC 3.1: a suspended environment is checked and reported, never healed.
             logger.warning(
-                "drift found; suspended, so not healed", extra={"environment": name, "found": what}
+                "drift found; suspended, so not re-applied", extra={"environment": name, "found": what}
             )
-            return self._checked(name, Outcome.SUSPENDED, f"{what}; suspended, not healed", [], observed)
+            return self._checked(
+                name, Outcome.SUSPENDED, f"{what}; suspended, not healed", [], observed, found=finding.status
+            )
         if finding.reapply is None or not heal or not desired.spec.drift.heal:
             why = (
                 "could not look, nothing to heal"
@@ -737,7 +742,7 @@ class Engine:
                 else ("spec.drift.heal is false" if heal else "not asked to heal")
             )
             logger.warning("drift found; not healed", extra={"environment": name, "found": what, "why": why})
-            return self._checked(name, Outcome.DRIFTED, f"{what} ({why})", [], observed)
+            return self._checked(name, Outcome.DRIFTED, f"{what} ({why})", [], observed, found=finding.status)
         logger.warning(
             "drift found; re-applying",
             extra={"environment": name, "found": what, "reapply": str(finding.reapply)},
@@ -760,11 +765,19 @@ class Engine:
             )
             if failure is not None:
                 return self._checked(
-                    name, Outcome.FAILED, failure.error_summary, transitions, self.store.read(name), failure
+                    name,
+                    Outcome.FAILED,
+                    failure.error_summary,
+                    transitions,
+                    self.store.read(name),
+                    failure,
+                    found=finding.status,
                 )
         after = self.store.read(name)
         if after is None:
-            return self._checked(name, Outcome.WAITING, "it moved while it was healed", transitions, None)
+            return self._checked(
+                name, Outcome.WAITING, "it moved while it was healed", transitions, None, found=finding.status
+            )
         again, recorded = self._look_and_record(snapshot, desired, target_phase, after)
         after = recorded or after
         if not again.in_sync:
@@ -777,8 +790,11 @@ class Engine:
                 f"{how} after re-applying from {finding.reapply}: {again.summary}",
                 transitions,
                 after,
+                found=finding.status,
             )
-        return self._checked(name, Outcome.CONVERGED, f"{what}; healed", transitions, after)
+        return self._checked(
+            name, Outcome.CONVERGED, f"{what}; healed", transitions, after, found=finding.status
+        )
 
     def _look_and_record(
         self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, target: Phase, observed: Observed
@@ -852,9 +868,11 @@ class Engine:
         transitions: list[tuple[str, str]],
         observed: Observed | None,
         failure: FailureContext | None = None,
+        *,
+        found: DriftStatus,
     ) -> ReconcileResult:
         result = self._result(name, outcome, reason, transitions, observed, failure, checked=True)
-        return replace(result, drift=observed.env.drift if observed is not None else None)
+        return replace(result, drift=observed.env.drift if observed is not None else None, found=found)
 
     def _checkout(self, snapshot: DesiredSnapshot) -> contextlib.AbstractContextManager[Path]:
         """The desired commit's export, kept as it is (never reused for another commit) until closed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import AnyEnvironment, ErrorKind, utcnow
+from reconciler.domain import AnyEnvironment, DriftStatus, ErrorKind, utcnow
 from reconciler.engine.reconcile import Engine
 from reconciler.store import CorruptState
 from reconciler.store.lock import stale_reason
@@ -38,6 +38,7 @@ def environment_rows(
             "lock": None,
             "lastTransition": last.get(name),
             "failure": None,
+            "drift": None,
         }
         if isinstance(item, CorruptState):
             row["observed"] = "corrupt"
@@ -54,6 +55,8 @@ def environment_rows(
                     why = stale_reason(env.lock, engine.clock.now())
                     until = f"until {env.lock.expires_at:%H:%M:%S}"
                     row["lock"] = f"{holder} {until}" if why is None else f"{holder} (stale: {why})"
+                if env.drift is not None:
+                    row["drift"] = str(env.drift.status)
                 if env.error_details is not None:
                     f = env.error_details
                     row["failure"] = f"{f.failed_step}: {f.error_summary} (attempt {f.attempt})"
@@ -100,6 +103,12 @@ def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) 
             f"{failure.phase} failed at '{failure.failed_step}'.{trace} "
             "Fix the cause and commit (retried at once), "
             f"or run `reconcile retry {name}` to retry the same inputs; see docs/recovery.md"
+        )
+    drift = env.drift
+    if declared and drift is not None and drift.status is not DriftStatus.IN_SYNC:
+        return (
+            f"the last look found it {drift.status} at {drift.phase} ({drift.summary}); "
+            f"`reconcile check {name} --heal` re-applies from there, or see docs/recovery.md (drift)"
         )
     if not declared:
         return "its file was deleted; set `prune: true` in reconciler.yaml to destroy it, or restore the file"
