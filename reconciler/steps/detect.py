@@ -6,7 +6,8 @@ and redaction) and answers with a ``StepOutcome``: ``ok`` and not
 summary says how), not ``ok`` when the look itself could not be made.
 
 - ``tofu`` (``apply``): ``plan -detailed-exitcode -input=false`` with refresh,
-  in the step's working directory and with its var file: exit 2 is drift,
+  in the step's working directory and with its var file, without taking the
+  state lock (a plan writes no state): exit 2 is drift,
   summarised by the plan's ``Plan: 1 to add, 0 to change, 1 to destroy.``
   line. ``init`` runs only when the plan says the directory needs it.
 - ``ansible``: the playbook with ``--check --diff``; a task that would change
@@ -68,7 +69,9 @@ def plan_command(action: Command, binary: str) -> Command:
     var_file = next(arg for arg in action.argv if arg.startswith("-var-file="))
     return Command(
         label=f"{Path(binary).name} plan",
-        argv=(binary, "plan", "-detailed-exitcode", "-input=false", "-no-color", var_file),
+        # -lock=false: a plan writes no state, so it neither waits for nor blocks a person's
+        # `state rm` or another reconciler's apply (whose outcome a compare-and-swap settles).
+        argv=(binary, "plan", "-detailed-exitcode", "-input=false", "-lock=false", "-no-color", var_file),
         cwd=action.cwd,
         env=action.env,
         files=action.files,
