@@ -50,6 +50,7 @@ def _register() -> None:
         commands_log,
         commands_plan,
         commands_state,
+        commands_suspend,
     )
 
 

@@ -52,6 +52,7 @@ from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.notify.feed import NotificationFeed, blocked, open_feed
+from reconciler.planner import suspension
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
 from reconciler.store.git import GitStore
@@ -344,13 +345,24 @@ def status(
                 row["name"],
                 row["observed"] or "-",
                 row["desired"] or "-",
-                row["verdict"],
+                _verdict_cell(row),
                 (row["drift"] or "-").replace("_", " "),
                 row["lock"] or "-",
                 row["lastTransition"] or "-",
                 row["failure"] or "-",
             )
         Console(width=160).print(table)
+
+
+def _verdict_cell(row: dict[str, Any]) -> str:
+    """``converged``: ``yes``/``no: why``, with ``⏸ suspended by who`` under it when suspended."""
+    held = row.get("suspended")
+    if not held:
+        return escape(str(row["verdict"]))
+    mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
+    if row["verdict"] == "no: suspended":
+        return escape(f"no: {mark}")
+    return escape(f"{row['verdict']}, {mark}")
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
@@ -441,6 +453,10 @@ def show(
             return
         print(str(env))
         print(env.to_json(), end="")
+        if env.suspended is not None:
+            held = env.suspended
+            print(f"suspended by: {held.by}\nsuspended at: {format_timestamp(held.at)}")
+            print(f"reason: {held.reason or '(none given)'}")
         if env.error_details is not None:
             f = env.error_details
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
@@ -565,6 +581,10 @@ def _phase_command(phase: Phase) -> None:
                 "dependent still alive for destroy).",
             ),
         ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Run it even though the environment is suspended (decision 021)."),
+        ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
             snapshot = ws.desired()
@@ -589,6 +609,12 @@ def _phase_command(phase: Phase) -> None:
                     )
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
+                suspended = suspension(desired, observed.env)
+                if suspended is not None and not force:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': it is {escape(suspended.describe())}. "
+                        f"`reconcile resume {name}` (or its file) lifts it; --force runs {phase} anyway."
+                    )
                 if not can_start(observed.env.state, phase):
                     raise _fail(
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "

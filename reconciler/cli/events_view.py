@@ -142,6 +142,7 @@ def _row(name: str, doc: dict[str, Any] | str, last: Event | None) -> dict[str, 
             lock=doc.get("lock"),
             failure=doc.get("failure"),
             updatedAt=doc.get("updatedAt"),
+            suspended=doc.get("suspended"),
         )
     row["lastTransition"] = None if last is None else last.to_json()
     return row

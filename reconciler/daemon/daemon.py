@@ -38,6 +38,7 @@ from reconciler.daemon import footprint
 from reconciler.daemon.guarded import GuardedStore, Stopping
 from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
+from reconciler.daemon.overrides import suspension_changed
 from reconciler.daemon.shard import EVERYTHING, Shard
 from reconciler.daemon.wake import Wake, concerned
 from reconciler.daemon.watch import RefWatch
@@ -523,19 +524,22 @@ class Daemon:
                 if first or tip is None or tip == previous:
                     return
                 new = repo[tip].peel(pygit2.Tree)
+                overridden: set[str] = set()
                 if previous is None:  # the branch was just created
                     changed = {entry.name or "" for entry in new}
                 else:
+                    deltas = list(repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas)
                     changed = {
                         path.split("/", 1)[0]
-                        for delta in repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas
+                        for delta in deltas
                         for path in (delta.old_file.path, delta.new_file.path)
                         if path
                     }
+                    overridden = suspension_changed(repo, deltas)  # suspended or resumed by a person
             except (KeyError, ValueError, pygit2.GitError) as e:
                 logger.debug("cannot compare state branch tips", extra={"error": str(e)})
                 return
-        woken: set[str] = set()
+        woken: set[str] = set(overridden)
         for name in changed:
             woken.update(self._related(snapshot, name))
         self._queue.add_all(sorted(woken))  # refused unless it is of this daemon's shard

@@ -43,6 +43,7 @@ from reconciler.domain.values import (
     Lock,
     LockHolder,
     PhaseRecord,
+    SuspensionRecord,
     format_timestamp,
     utcnow,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "StateDocument",
     "StateDocumentError",
     "StateTypeError",
+    "SuspensionRecord",
     "can_start",
     "completed_phases",
     "format_timestamp",

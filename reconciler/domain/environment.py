@@ -41,7 +41,14 @@ from reconciler.domain.states import (
     Starting,
     State,
 )
-from reconciler.domain.values import FailureContext, Lock, PhaseRecord, format_timestamp, utcnow
+from reconciler.domain.values import (
+    FailureContext,
+    Lock,
+    PhaseRecord,
+    SuspensionRecord,
+    format_timestamp,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from reconciler.domain.erased import AnyEnvironment
@@ -85,6 +92,8 @@ class Environment(Generic[S_co]):
     updated_at: datetime = field(default_factory=utcnow)
     #: What the last look for drift found (SPEC 3.1); kept across transitions, forgotten by a destroy.
     drift: DriftRecord | None = None
+    #: An operator's ``reconcile suspend``: kept through every transition until ``reconcile resume``.
+    suspended: SuspensionRecord | None = None
 
     @staticmethod
     def create(
@@ -130,6 +139,7 @@ class Environment(Generic[S_co]):
             failure=failure,
             updated_at=when,
             drift=self.drift if keep_drift else None,
+            suspended=self.suspended,
         )
 
     def _start(
@@ -285,6 +295,10 @@ class Environment(Generic[S_co]):
         from reconciler.domain.erased import AnyEnvironment
 
         return AnyEnvironment(self)
+
+    def with_suspension(self, suspended: SuspensionRecord | None) -> Environment[S_co]:
+        """The same state, suspended by an operator (or resumed: ``None``); no transition."""
+        return replace(self, suspended=suspended)
 
     def with_desired_commit(self, desired_commit: str) -> Environment[S_co]:
         """The same state, pointing at another desired commit (no transition)."""

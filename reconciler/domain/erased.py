@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from reconciler.domain.drift import DriftRecord
 from reconciler.domain.states import STATES_BY_NAME, Phase, State
-from reconciler.domain.values import FailureContext, Lock, PhaseRecord, format_timestamp
+from reconciler.domain.values import FailureContext, Lock, PhaseRecord, SuspensionRecord, format_timestamp
 
 if TYPE_CHECKING:
     from reconciler.domain.environment import Environment
@@ -57,6 +57,8 @@ class StateDocument(BaseModel):
     updated_at: AwareDatetime
     #: Optional (SPEC 4.2): absent until a look for drift found something; files without it still read.
     drift: DriftRecord | None = None
+    #: Optional (SPEC 4.2): absent, not ``null``, when nobody suspended it, so older files read the same.
+    suspended: SuspensionRecord | None = None
 
     @field_serializer("updated_at")
     def _ts(self, value: datetime) -> str:
@@ -141,6 +143,11 @@ class AnyEnvironment:
         return AnyEnvironment(self._env.with_drift(drift))
 
     @property
+    def suspended(self) -> SuspensionRecord | None:
+        """An operator's ``reconcile suspend``, when one is in force."""
+        return self._env.suspended
+
+    @property
     def environment(self) -> Environment[State]:
         """The typed environment, as its widest type."""
         return self._env
@@ -187,6 +194,7 @@ class AnyEnvironment:
             failure=env.failure,
             updated_at=env.updated_at,
             drift=env.drift,
+            suspended=env.suspended,
         )
 
     def to_json(self) -> str:
@@ -194,6 +202,8 @@ class AnyEnvironment:
         data = self.to_document().model_dump(mode="json", by_alias=True)
         if data.get("drift") is None:
             data.pop("drift", None)  # optional key: absent rather than null, as before it existed
+        if data.get("suspended") is None:
+            data.pop("suspended", None)  # an optional key (SPEC 4.2): written only when set
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -227,6 +237,7 @@ class AnyEnvironment:
             failure=doc.failure,
             updated_at=doc.updated_at,
             drift=doc.drift,
+            suspended=doc.suspended,
         )
         return cls(env)
 

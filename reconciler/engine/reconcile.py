@@ -47,7 +47,7 @@ from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
-from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
+from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment, suspension
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.steps.redact import REDACTED
 from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
@@ -671,6 +671,8 @@ class Engine:
                     extra={"environment": name, "state": after.state_name, "error": str(e)},
                 )
                 current = fresh
+                # An operator may have suspended or resumed it while the phase ran: their word stands.
+                after = after.environment.with_suspension(fresh.env.suspended).into_any()
             except StoreError as e:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -727,13 +729,22 @@ class Engine:
         if finding.in_sync:
             return self._checked(name, Outcome.CONVERGED, "in sync", [], observed, found=finding.status)
         what = f"{finding.status} at {finding.phase} step {finding.step}: {finding.summary}"
-        if desired.spec.suspend:
-            # SPEC 3.1: a suspended environment is checked and reported, never healed.
+        # Read again: an operator may have suspended it while it was looked at.
+        suspended = suspension(desired, (self.store.read(name) or observed).env)
+        if suspended is not None:
+            # SPEC 3.1: a suspended environment (its file or `reconcile suspend`) is checked and
+            # reported, never healed.
             logger.warning(
-                "drift found; suspended, so not re-applied", extra={"environment": name, "found": what}
+                "drift found; suspended, so not re-applied",
+                extra={"environment": name, "found": what, "suspended": suspended.describe()},
             )
             return self._checked(
-                name, Outcome.SUSPENDED, f"{what}; suspended, not healed", [], observed, found=finding.status
+                name,
+                Outcome.SUSPENDED,
+                f"{what}; {suspended.describe()}, not healed",
+                [],
+                observed,
+                found=finding.status,
             )
         if finding.reapply is None or not heal or not desired.spec.drift.heal:
             why = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.domain import AnyEnvironment, DriftStatus, ErrorKind, utcnow
@@ -13,7 +14,7 @@ from reconciler.store.lock import stale_reason
 
 def environment_rows(
     engine: Engine, snapshot: DesiredSnapshot, only: str | None = None
-) -> list[dict[str, str | None]]:
+) -> list[dict[str, Any]]:
     """One row per environment, declared or observed."""
     observed_all = engine.store.read_all()
     names = sorted(set(snapshot.names) | set(observed_all))
@@ -24,11 +25,11 @@ def environment_rows(
         last.setdefault(
             record.name, f"{record.from_state} -> {record.to_state} at {record.at:%Y-%m-%d %H:%M:%S}"
         )
-    rows: list[dict[str, str | None]] = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         item = observed_all.get(name)
         desired = snapshot.environments.get(name)
-        row: dict[str, str | None] = {
+        row: dict[str, Any] = {
             "name": name,
             "observed": None,
             "desired": str(desired.desired_state)
@@ -39,6 +40,7 @@ def environment_rows(
             "lastTransition": last.get(name),
             "failure": None,
             "drift": None,
+            "suspended": None,
         }
         if isinstance(item, CorruptState):
             row["observed"] = "corrupt"
@@ -47,6 +49,8 @@ def environment_rows(
         else:
             plan = engine.plan(snapshot, name, item)
             row["verdict"] = "yes" if plan.verdict == "converged" else f"no: {plan.verdict}"
+            if plan.suspended is not None:
+                row["suspended"] = plan.suspended.to_json()
             if item is not None:
                 env = item.env
                 row["observed"] = env.state_name
@@ -77,6 +81,11 @@ _NEXT = {
 def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) -> str:
     """The suggested next step for an environment in its current state."""
     name = env.name
+    if env.suspended is not None and not env.is_in_progress:
+        return (
+            f"nothing acts on it while it is suspended (by {env.suspended.by}); "
+            f"`reconcile resume {name}` lifts it (docs/recovery.md)"
+        )
     if env.is_in_progress:
         lock = env.lock
         who = f"{lock.holder.host}:{lock.holder.pid}" if lock else "an unknown holder"

@@ -233,6 +233,7 @@ def _plan_json(plan: EnvironmentPlan) -> dict[str, Any]:
         "transitions": list(plan.path),
         "retryAt": format_timestamp(plan.retry_at) if plan.retry_at else None,
         "nextAttempt": plan.next_attempt,
+        "suspended": plan.suspended.to_json() if plan.suspended is not None else None,
     }
 
 

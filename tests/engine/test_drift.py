@@ -253,7 +253,7 @@ def test_a_shell_check_finds_drift_heal_false_and_suspend_report_it_and_leave_it
     assert lines["web"].startswith("drifted: drifted at provision step marker: check exited 1")
     assert "healed" in lines["web"]
     assert "spec.drift.heal is false" in lines["keep"]
-    assert "suspended, not healed" in lines["frozen"]
+    assert "suspended by its file (spec.suspend: true), not healed" in lines["frozen"]
     assert lines["blind"].startswith("nothing to check")  # detect: false and no check steps
     assert (gitops.data / "web" / "marker").exists()
     for name in ("keep", "frozen"):
