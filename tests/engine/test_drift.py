@@ -233,16 +233,18 @@ def test_a_shell_check_finds_drift_heal_false_and_suspend_report_it_and_leave_it
             "environments/keep.yaml": _shell_env("keep", drift={"detect": True, "heal": False}),
             "environments/frozen.yaml": _shell_env("frozen"),
             "environments/blind.yaml": _shell_env("blind", drift={"detect": False}),
+            "environments/held.yaml": _shell_env("held"),
         }
     )
     gitops.reconcile("apply", check=True)
+    gitops.reconcile("suspend", "held", "--reason", "disk swap", check=True)
     text = (
         (gitops.path / "environments/frozen.yaml")
         .read_text()
         .replace('"desiredState": "provisioned"', '"desiredState": "provisioned",\n    "suspend": true')
     )
     gitops.commit({"environments/frozen.yaml": text}, "suspend frozen")
-    for name in ("web", "keep", "frozen", "blind"):
+    for name in ("web", "keep", "frozen", "blind", "held"):
         (gitops.data / name / "marker").unlink()
 
     found = gitops.reconcile("check", "--heal")
@@ -254,9 +256,10 @@ def test_a_shell_check_finds_drift_heal_false_and_suspend_report_it_and_leave_it
     assert "healed" in lines["web"]
     assert "spec.drift.heal is false" in lines["keep"]
     assert "suspended by its file (spec.suspend: true), not healed" in lines["frozen"]
+    assert "disk swap, not healed" in lines["held"]  # an operator's `reconcile suspend`
     assert lines["blind"].startswith("nothing to check")  # detect: false and no check steps
     assert (gitops.data / "web" / "marker").exists()
-    for name in ("keep", "frozen"):
+    for name in ("keep", "frozen", "held"):
         assert not (gitops.data / name / "marker").exists()
         assert gitops.state(name)["state"] == "provisioned"
         assert gitops.state(name)["drift"]["status"] == "drifted"  # type: ignore[index]
