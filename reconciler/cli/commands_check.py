@@ -8,13 +8,12 @@ environment that cannot be read, or a named one that cannot be checked now.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from reconciler.cli.app import app
 from reconciler.cli.commands_state import (
@@ -27,43 +26,29 @@ from reconciler.cli.commands_state import (
     _print_json,
     _workspace,
 )
-from reconciler.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, AllowedSignersOption, OutputFormat
+from reconciler.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    AllowedSignersOption,
+    OutputFormat,
+    SelectorOption,
+    nothing_selected,
+    parse_selector_option,
+)
+from reconciler.cli.output import err
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.selector import select
 from reconciler.domain import DriftStatus
 from reconciler.engine.apply import UnknownEnvironment, targets
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult, TransitionEvent
 from reconciler.store import StoreError
 from reconciler.store.message import person
+from reconciler.views import document
 
 #: ``check``'s exit code when drift or a failing check was found (SPEC 5).
 EXIT_DRIFT = 2
-FORMAT_VERSION = 1
 #: Outcomes of ``Engine.check`` that mean the environment could not be looked at now.
 _NOT_CHECKED_ERRORS = frozenset({Outcome.CORRUPT, Outcome.INVALID})
-_SELECTOR_TERM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_./-]*)=([A-Za-z0-9_.-]*)$")
-
-
-def parse_selector(text: str | None) -> dict[str, str]:
-    """``team=web,tier=prod`` -> ``{"team": "web", "tier": "prod"}`` (every label must match, as kubectl).
-
-    A small one of this command's own until a shared one exists; a bad term is a usage error.
-    """
-    if not text:
-        return {}
-    wanted: dict[str, str] = {}
-    for term in text.split(","):
-        found = _SELECTOR_TERM.match(term.strip())
-        if found is None:
-            raise typer.BadParameter(
-                f"'{term}' is not a label selector term: use key=value[,key=value...], e.g. team=web",
-                param_hint="'-l' / '--selector'",
-            )
-        wanted[found.group(1)] = found.group(2)
-    return wanted
-
-
-def _selected(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in wanted.items())
 
 
 @app.command()
@@ -77,12 +62,7 @@ def check(
             "spec.drift.heal allows it and the environment is not suspended.",
         ),
     ] = False,
-    selector: Annotated[
-        str | None,
-        typer.Option(
-            "-l", "--selector", metavar="KEY=VALUE[,…]", help="Only environments with these labels."
-        ),
-    ] = None,
+    selector: SelectorOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Environments looked at in parallel.")] = 4,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -91,7 +71,7 @@ def check(
     allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Drift and health now: exit 0 all in sync, 2 drift or failing checks found, 1 error."""
-    wanted = parse_selector(selector)
+    chosen_by = parse_selector_option(selector)
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         engine = ws.engine(snapshot)
@@ -101,33 +81,30 @@ def check(
         try:
             chosen = targets(engine, snapshot, names)
         except UnknownEnvironment as e:
-            raise _fail(str(e)) from e
-        if wanted:
-            chosen = [
-                n
-                for n in chosen
-                if n in snapshot.environments and _selected(snapshot.environments[n].labels, wanted)
-            ]
+            raise _fail(escape(str(e)), kind="not_found") from e
+        labels = {n: env.labels for n, env in snapshot.environments.items()}
+        chosen = select(chosen, labels, chosen_by)
         chosen = [n for n in chosen if n in snapshot.environments or n in snapshot.broken]
         if names and not chosen:
             raise _fail(
-                "none of the named environments is declared now: there is nothing to check", EXIT_USAGE
+                "none of the named environments is declared now: there is nothing to check", kind="not_found"
             )
+        if chosen_by is not None and not chosen:
+            err.print(nothing_selected(chosen_by), markup=False)
         try:
             with _interruptible(engine):
                 results = _check_all(engine, snapshot, chosen, heal=heal, workers=workers)
         except StoreError as e:
-            raise _fail(str(e)) from e
+            raise _fail(escape(str(e))) from e
         named = set(names or ())
         code = exit_code(results, named)
         if fmt is OutputFormat.JSON:
             _print_json(
-                {
-                    "formatVersion": FORMAT_VERSION,
-                    "desiredCommit": snapshot.commit,
-                    "inSync": code == EXIT_OK,
-                    "environments": [_json_row(r) for r in results],
-                }
+                document(
+                    desiredCommit=snapshot.commit,
+                    inSync=code == EXIT_OK,
+                    environments=[_json_row(r) for r in results],
+                )
             )
         else:
             for r in results:

@@ -22,6 +22,7 @@ from reconciler.cli.options import (
     RepoOption,
     bulk_load,
 )
+from reconciler.cli.output import fail
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     ParseCache,
@@ -34,6 +35,7 @@ from reconciler.desired.loader import (
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
 from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
+from reconciler.views import document
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
 
@@ -45,8 +47,7 @@ def _open_repo(path: Path) -> pygit2.Repository:
     try:
         return pygit2.Repository(str(path))
     except pygit2.GitError as e:
-        typer.echo(f"error: {path} is not a git repository ({e})", err=True)
-        raise typer.Exit(EXIT_FAILURE) from e
+        raise fail(f"{path} is not a git repository ({e})", EXIT_FAILURE) from e
 
 
 @app.command()
@@ -68,11 +69,9 @@ def validate(
     warnings: list[Problem]
     if worktree:
         if rev is not None:
-            typer.echo("error: --rev and --worktree exclude each other", err=True)
-            raise typer.Exit(EXIT_USAGE)
+            raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
         if not repo.is_dir():
-            typer.echo(f"error: {repo} is not a directory", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+            raise fail(f"{repo} is not a directory", EXIT_FAILURE)
         with bulk_load():
             snapshot = load_worktree(repo)
         source = WorkTreeSource(repo, None)
@@ -86,8 +85,7 @@ def validate(
                 snapshot = load_snapshot(repository, rev or default_revision(repository), cache=cache)
             cache.save()
         except RevisionError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from e
+            raise fail(str(e), EXIT_FAILURE) from e
         commit = repository[snapshot.commit or ""]
         assert isinstance(commit, pygit2.Commit)
         tree_source = GitTreeSource(repository, commit.tree)
@@ -106,7 +104,18 @@ def validate(
             for severity, found in (("error", problems), ("warning", warnings))
             for p in found
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(
+            json.dumps(
+                document(
+                    revision=snapshot.commit,
+                    valid=not problems,
+                    environments=len(snapshot.environments),
+                    invalidEnvironments=sorted(snapshot.broken),
+                    problems=rows,
+                ),
+                indent=2,
+            )
+        )
     else:
         for problem in problems:
             typer.echo(str(problem))

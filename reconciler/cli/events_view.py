@@ -18,8 +18,7 @@ from reconciler.store import StateStore
 from reconciler.store.events import Event, EventLog, EventQuery, filter_events
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteStore
-
-FORMAT_VERSION = 1
+from reconciler.views import FORMAT_VERSION
 
 
 class WhenError(ValueError):

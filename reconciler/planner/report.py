@@ -239,6 +239,7 @@ def _plan_json(plan: EnvironmentPlan) -> dict[str, Any]:
 
 def render_json(report: PlanReport) -> str:
     data = {
+        "formatVersion": 1,  # reconciler.views.FORMAT_VERSION (planner sits below views)
         "revision": report.revision,
         "base": report.base,
         "stateRef": report.state_ref,

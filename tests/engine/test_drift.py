@@ -142,7 +142,11 @@ def test_tofu_drift_is_found_reported_recorded_once_and_healed(gitops: GitOpsRep
     assert len(events(gitops, "web")) == converged + 1  # the same drift again writes nothing
 
     status = gitops.reconcile("status", "--format", "json", check=True)
-    assert json.loads(status.stdout)[0]["drift"] == "drifted"
+    row = json.loads(status.stdout)["environments"][0]
+    assert row["drift"]["status"] == "drifted"
+    assert row["drift"]["summary"] == "Plan: 1 to add, 0 to change, 0 to destroy."
+    table = gitops.reconcile("status", check=True)
+    assert "drifted" in table.stdout
     show = gitops.reconcile("show", "web", check=True)
     assert '"status": "drifted"' in show.stdout
     history = gitops.reconcile("history", "web", "--event", "drift", check=True)
