@@ -82,7 +82,7 @@ def test_a_suspended_environment_is_left_alone_by_apply_until_resumed(
 
     status = gitops.reconcile("status", check=True).stdout
     assert f"⏸ suspended by {ME}" in status
-    rows = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
+    rows = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)["environments"]
     assert next(r for r in rows if r["name"] == "web")["suspended"]["source"] == "operator"
     assert next(r for r in rows if r["name"] == "db")["suspended"] is None
     shown = gitops.reconcile("show", "web", check=True).stdout
