@@ -188,6 +188,8 @@ def commit_body(previous: DriftRecord | None, record: DriftRecord, trace: str | 
             was += f" at {previous.phase} step {previous.step or '-'}"
         return f"In sync again (was {was} since {format_timestamp(previous.since)})."
     lines = [
+        f"{str(record.status).capitalize()} at {record.phase or '-'} step {record.step or '-'}: "
+        f"{record.summary or '-'}",
         f"Status: {record.status}",
         f"Phase: {record.phase or '-'}",
         f"Step: {record.step or '-'}",
