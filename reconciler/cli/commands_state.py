@@ -43,6 +43,7 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     OutputFormat,
     SelectorOption,
+    complete_environment,
     nothing_selected,
     parse_selector_option,
     signers_path,
@@ -159,7 +160,8 @@ def _print_json_rows(data: dict[str, Any], key: str) -> None:
 @app.command()
 def apply(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
+        list[str] | None,
+        typer.Argument(help="Environments to reconcile (default: all).", autocompletion=complete_environment),
     ] = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -337,7 +339,10 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One environment (default: all).", autocompletion=complete_environment),
+    ] = None,
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -459,7 +464,7 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -515,7 +520,10 @@ def show(
 
 @app.command()
 def history(
-    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Environments (default: all).", autocompletion=complete_environment),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", metavar="TIME", help="Events at or after this RFC 3339 time."),
@@ -613,7 +621,7 @@ def _show_at(st: StateStore, repo: pygit2.Repository, at: str, name: str, fmt: O
 
 def _phase_command(phase: Phase) -> None:
     def command(
-        name: Annotated[str, typer.Argument(help="The environment.")],
+        name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
         repo: Repo = Path("."),
         data_dir: DataDir = None,
         store: Store = "git",
@@ -691,7 +699,7 @@ for _phase in Phase:
 
 @app.command()
 def retry(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     store: Store = "git",
@@ -709,7 +717,7 @@ def retry(
 
 @app.command()
 def unlock(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
