@@ -22,7 +22,7 @@ from reconciler.cli.options import (
     RepoOption,
     bulk_load,
 )
-from reconciler.cli.output import fail
+from reconciler.cli.output import fail, not_a_repository
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     ParseCache,
@@ -47,7 +47,7 @@ def _open_repo(path: Path) -> pygit2.Repository:
     try:
         return pygit2.Repository(str(path))
     except pygit2.GitError as e:
-        raise fail(f"{path} is not a git repository ({e})", EXIT_FAILURE) from e
+        raise fail(not_a_repository(path), EXIT_FAILURE) from e
 
 
 @app.command()
@@ -72,6 +72,12 @@ def validate(
             raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
         if not repo.is_dir():
             raise fail(f"{repo} is not a directory", EXIT_FAILURE)
+        found = pygit2.discover_repository(str(repo))
+        if found is not None and pygit2.Repository(found).is_bare:
+            # Its files are not environments: "ok: 0 environment(s)" would pass a CI check vacuously.
+            raise fail(
+                f"{repo}: a bare repository has no work tree to validate; drop --worktree", EXIT_FAILURE
+            )
         with bulk_load():
             snapshot = load_worktree(repo)
         source = WorkTreeSource(repo, None)

@@ -29,7 +29,7 @@ from reconciler.cli.options import (
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail
+from reconciler.cli.output import err, fail, not_a_repository
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
@@ -139,7 +139,7 @@ def make_report(
     try:
         repo = pygit2.Repository(str(repo_path))
     except (pygit2.GitError, KeyError) as e:
-        raise PlanError(f"{repo_path}: not a git repository") from e
+        raise PlanError(not_a_repository(repo_path)) from e
     try:
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:
