@@ -19,7 +19,6 @@ from uuid import UUID
 
 import pygit2
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -48,7 +47,8 @@ from reconciler.cli.options import (
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail, no_color
+from reconciler.cli.output import console as make_console
+from reconciler.cli.output import err, fail
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
@@ -205,7 +205,7 @@ def apply(
             except UnknownEnvironment as e:
                 raise _fail(str(e), kind="not_found") from e
             names = _select_names(snapshot, known if names else None, chosen, fmt)
-        console = Console(stderr=True, soft_wrap=True)
+        console = make_console(stderr=True, soft_wrap=True)
         live = fmt is OutputFormat.TEXT and console.is_terminal
 
         def progress(event: TransitionEvent) -> None:
@@ -379,7 +379,7 @@ def status(
             table.add_column(col)
         for row in rows:
             table.add_row(*(escape(cell) for cell in status_cells(row)))
-        Console(width=160, no_color=no_color()).print(table)
+        make_console(width=160).print(table)
 
 
 def status_cells(row: dict[str, Any]) -> list[str]:
@@ -459,7 +459,7 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
             if not failure
             else escape(f"{failure.get('failedStep', '')}: {failure.get('errorSummary', '')}"),
         )
-    Console(width=160).print(table)
+    make_console(width=160).print(table)
 
 
 @app.command()
