@@ -189,8 +189,8 @@ Ctrl-C (or `make stop`) stops the daemon and the example services.
     )
 
 
-def run_daemon(repo: Path, data: Path, where: list[str], pid_file: Path) -> int:
-    argv = [sys.executable, "-m", "reconciler", "daemon", *where, "--listen", listen_address()]
+def run_daemon(repo: Path, data: Path, where: list[str], pid_file: Path, listen: str | None) -> int:
+    argv = [sys.executable, "-m", "reconciler", "daemon", *where, "--listen", listen or listen_address()]
     # Its own process group: a Ctrl-C reaches it once, forwarded below (a second one would mean "at once").
     proc = subprocess.Popen([*argv, "--interval", "30s"], stderr=subprocess.PIPE, text=True, process_group=0)
     pid_file.write_text(f"{proc.pid}\n")
@@ -257,6 +257,9 @@ def main() -> int:
     parser.add_argument("--daemon", action="store_true", help="then run the daemon until interrupted")
     parser.add_argument("--stop", action="store_true", help="stop the daemon and the example services")
     parser.add_argument("--reset", action="store_true", help="stop, then remove the scratch copy")
+    parser.add_argument(
+        "--listen", help="the daemon's HOST:PORT (default 127.0.0.1:8080, else any free port)"
+    )
     args = parser.parse_args()
     scratch = args.scratch.resolve()
     repo, data, pid_file = scratch / "repo", scratch / "data", scratch / "daemon.pid"
@@ -277,7 +280,7 @@ def main() -> int:
     reconcile("status", *where)
     print(f"\naudit trail: git -C {repo} log {STATE_BRANCH}", flush=True)
     if args.daemon:
-        return run_daemon(repo, data, where, pid_file)
+        return run_daemon(repo, data, where, pid_file, args.listen)
     return code
 
 

@@ -72,7 +72,15 @@ def test_a_second_run_keeps_edits_ctrl_c_and_make_stop_stop_the_services(tmp_pat
         # make run, with the daemon: the edits are applied, and the address to look at printed.
         with out.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, str(SCRIPT), "--scratch", str(scratch), "--daemon"],
+                [
+                    sys.executable,
+                    str(SCRIPT),
+                    "--scratch",
+                    str(scratch),
+                    "--daemon",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
