@@ -24,6 +24,8 @@ from tests.conftest import git
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging" / "systemd"
 UNIT = PACKAGING / "reconciler.service"
+TEMPLATE = PACKAGING / "reconcile@.service"
+UNITS = pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=["reconciler.service", "reconcile@.service"])
 SHIPPED_BINARY = "/opt/reconciler/bin/reconcile"
 VENV_RECONCILE = Path(sys.executable).with_name("reconcile")
 
@@ -37,17 +39,18 @@ def tool(name: str) -> str:
     return found
 
 
-def service() -> dict[str, str]:
+def service(unit: Path = UNIT) -> dict[str, str]:
     parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
     parser.optionxform = str
-    parser.read_string(UNIT.read_text())
+    parser.read_string(unit.read_text())
     return dict(parser["Service"])
 
 
-def local_copy(tmp_path: Path, text: str | None = None) -> Path:
-    copy = tmp_path / "reconciler.service"
-    copy.write_text((text or UNIT.read_text()).replace(SHIPPED_BINARY, str(VENV_RECONCILE)))
-    return copy
+def local_copy(tmp_path: Path, text: str | None = None, unit: Path = UNIT) -> Path:
+    """A copy systemd-analyze can check: ExecStart is the venv's reconcile; a template as its instance 0."""
+    copy = tmp_path / unit.name
+    copy.write_text((text or unit.read_text()).replace(SHIPPED_BINARY, str(VENV_RECONCILE)))
+    return copy.with_name(unit.name.replace("@.", "@0.")) if "@." in unit.name else copy
 
 
 def verify(unit: Path) -> tuple[int, list[str]]:
@@ -58,13 +61,15 @@ def verify(unit: Path) -> tuple[int, list[str]]:
         check=False,
         timeout=60,
     )
-    about_it = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
+    template = unit.name.split("@")[0]
+    about_it = [line for line in (done.stdout + done.stderr).splitlines() if template in line]
     return done.returncode, about_it
 
 
-def test_systemd_analyze_verify_accepts_the_unit_without_a_warning(tmp_path: Path) -> None:
-    assert service()["ExecStart"].startswith(SHIPPED_BINARY + " ")
-    code, complaints = verify(local_copy(tmp_path))
+@UNITS
+def test_systemd_analyze_verify_accepts_the_unit_without_a_warning(tmp_path: Path, unit: Path) -> None:
+    assert service(unit)["ExecStart"].startswith(SHIPPED_BINARY + " ")
+    code, complaints = verify(local_copy(tmp_path, unit=unit))
     assert code == 0 and complaints == [], complaints
 
 
@@ -75,8 +80,9 @@ def test_verify_would_report_a_misspelt_option_or_a_missing_binary(tmp_path: Pat
     assert code != 0
 
 
-def test_the_unit_is_hardened(tmp_path: Path) -> None:
-    options = service()
+@UNITS
+def test_the_unit_is_hardened(tmp_path: Path, unit: Path) -> None:
+    options = service(unit)
     for key, value in {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
@@ -88,7 +94,13 @@ def test_the_unit_is_hardened(tmp_path: Path) -> None:
         assert options.get(key) == value, f"{key}={options.get(key)!r}"
     assert int(options["TimeoutStopSec"]) > 30 + 2, "the stop timeout must exceed --grace plus the kill grace"
     done = subprocess.run(
-        [tool("systemd-analyze"), "security", "--offline=yes", "--threshold=25", str(local_copy(tmp_path))],
+        [
+            tool("systemd-analyze"),
+            "security",
+            "--offline=yes",
+            "--threshold=25",
+            str(local_copy(tmp_path, unit=unit)),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -101,12 +113,19 @@ def test_the_unit_is_hardened(tmp_path: Path) -> None:
     assert float(level.group(1)) <= 2.5
 
 
-def test_the_paths_it_writes_are_the_users_and_the_ones_sysusers_and_tmpfiles_make(tmp_path: Path) -> None:
+@UNITS
+def test_the_paths_it_writes_are_the_ones_it_names(unit: Path) -> None:
+    options = service(unit)
+    argv = shlex.split(options["ExecStart"])
+    repo, data = argv[argv.index("--repo") + 1], argv[argv.index("--data-dir") + 1]
+    assert options["ReadWritePaths"].split() == [repo] == [options["WorkingDirectory"]]
+    assert f"/var/lib/{options['StateDirectory']}" == data
+
+
+def test_sysusers_and_tmpfiles_make_the_user_and_directories_the_unit_uses(tmp_path: Path) -> None:
     options = service()
     argv = shlex.split(options["ExecStart"])
     repo, data = argv[argv.index("--repo") + 1], argv[argv.index("--data-dir") + 1]
-    assert options["ReadWritePaths"].split() == [repo]
-    assert f"/var/lib/{options['StateDirectory']}" == data
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     sysusers = subprocess.run(
@@ -135,11 +154,14 @@ def test_the_paths_it_writes_are_the_users_and_the_ones_sysusers_and_tmpfiles_ma
     assert made.stat().st_uid == int(users[options["User"]][2])
 
 
-def test_the_exec_start_command_line_starts_the_daemon(tmp_path: Path) -> None:
-    """ExecStart as systemd runs it, with the repository, data dir and port made local."""
-    argv = shlex.split(service()["ExecStart"])
+@UNITS
+def test_the_exec_start_command_line_starts_the_daemon(tmp_path: Path, unit: Path) -> None:
+    """ExecStart as systemd runs it (instance 0 of 1 for the template), with the paths and port made local."""
+    text = service(unit)["ExecStart"].replace("%i", "0").replace("${RECONCILE_SHARDS}", "1")
+    argv = shlex.split(text)
     repo, data = tmp_path / "gitops", tmp_path / "data"
-    local = {"/srv/gitops": str(repo), "/var/lib/reconciler": str(data), "127.0.0.1:8080": "127.0.0.1:0"}
+    local = {argv[argv.index("--repo") + 1]: str(repo), argv[argv.index("--data-dir") + 1]: str(data)}
+    local[argv[argv.index("--listen") + 1]] = "127.0.0.1:0"
     argv = [str(VENV_RECONCILE), *(local.get(a, a) for a in argv[1:])]
     subprocess.run([sys.executable, "-m", "reconciler", "init", str(repo)], check=True, capture_output=True)
     git(repo, "add", "-A")
