@@ -119,7 +119,10 @@ def test_the_paths_it_writes_are_the_ones_it_names(unit: Path) -> None:
     argv = shlex.split(options["ExecStart"])
     repo, data = argv[argv.index("--repo") + 1], argv[argv.index("--data-dir") + 1]
     assert options["ReadWritePaths"].split() == [repo] == [options["WorkingDirectory"]]
-    assert f"/var/lib/{options['StateDirectory']}" == data
+    writable = [f"/var/lib/{d}" for d in options["StateDirectory"].split()]
+    assert data in writable
+    home = (PACKAGING / "reconciler.sysusers").read_text().split("\n")[1].split()[-1]
+    assert home in writable, "the user's home (tofu and ansible caches, ~/.ssh) must be writable"
 
 
 def test_sysusers_and_tmpfiles_make_the_user_and_directories_the_unit_uses(tmp_path: Path) -> None:
