@@ -3,7 +3,7 @@
 What the runner gives a step and this gives too: inputs with their defaults
 evaluated, ``${{ }}`` in ``env:``, ``working-directory:`` and outputs, the
 ``GITHUB_*``/``RUNNER_*`` variables, ``GITHUB_OUTPUT``/``GITHUB_ENV``/
-``GITHUB_PATH`` files between steps, ``bash --noprofile --norc -eo pipefail``,
+``GITHUB_PATH`` files between steps, ``GITHUB_STEP_SUMMARY``, ``bash --noprofile --norc -eo pipefail``,
 and a failed step ending the action. A ``uses:`` step is played by a handler
 the test passes (``actions/setup-python``: a fresh venv first on PATH). An
 expression other than a plain context path, or an ``if:``, is refused, so the
@@ -42,6 +42,8 @@ class StepResult:
 class ActionRun:
     steps: list[StepResult] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    """What the steps wrote to GITHUB_STEP_SUMMARY: the job summary on the run's page."""
 
     @property
     def succeeded(self) -> bool:
@@ -136,7 +138,7 @@ def run_composite(
         assert step.get("shell") == "bash", f"step {name!r}: a composite run step must say `shell: bash`"
         files = {
             kind: runner_temp / f"{kind.lower()}-{index}"
-            for kind in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH")
+            for kind in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")
         }
         for f in files.values():
             f.write_text("")
@@ -169,6 +171,7 @@ def run_composite(
             check=False,
         )
         outputs = _read_file_commands(files["GITHUB_OUTPUT"])
+        run.summary += files["GITHUB_STEP_SUMMARY"].read_text()
         run.steps.append(StepResult(name, done.returncode, done.stdout, done.stderr, outputs))
         if "id" in step:
             contexts["steps"][step["id"]] = {"outputs": outputs}

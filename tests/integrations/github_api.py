@@ -38,6 +38,8 @@ class FakeGitHub:
 
     repository: str
     token: str
+    read_only_token: str = ""
+    """A token that may read but not write, as a pull request from a fork gets: writes answer 403."""
     url: str = ""
     comments: list[dict[str, Any]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -87,8 +89,12 @@ def _handler(github: FakeGitHub, lock: threading.Lock) -> type[BaseHTTPRequestHa
             auth = self.headers.get("Authorization")
             with lock:
                 github.requests.append(Request(self.command, url.path, parse_qs(url.query), auth, body))
-                if auth not in (f"Bearer {github.token}", f"token {github.token}"):
+                tokens = {github.token, github.read_only_token} - {""}
+                if auth not in {f"{scheme} {token}" for scheme in ("Bearer", "token") for token in tokens}:
                     self._answer(401, {"message": "Bad credentials"})
+                    return
+                if self.command != "GET" and github.read_only_token and github.read_only_token in auth:
+                    self._answer(403, {"message": "Resource not accessible by integration"})
                     return
                 self._route(url.path, parse_qs(url.query), body)
 
@@ -129,9 +135,9 @@ def _handler(github: FakeGitHub, lock: threading.Lock) -> type[BaseHTTPRequestHa
 
 
 @contextmanager
-def fake_github(repository: str, token: str) -> Iterator[FakeGitHub]:
+def fake_github(repository: str, token: str, read_only_token: str = "") -> Iterator[FakeGitHub]:
     """Serve a ``FakeGitHub`` on a port of its own choosing on 127.0.0.1 until the block ends."""
-    github = FakeGitHub(repository=repository, token=token)
+    github = FakeGitHub(repository=repository, token=token, read_only_token=read_only_token)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(github, threading.Lock()))
     github.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -104,11 +104,17 @@ def checkout(tmp_path: Path, bare: Path, sha: str, name: str) -> Path:
 
 
 def run_action(
-    action_dir: Path, runner_python: Path, workspace: Path, github_api: FakeGitHub, head: str, base: str
+    action_dir: Path,
+    runner_python: Path,
+    workspace: Path,
+    github_api: FakeGitHub,
+    head: str,
+    base: str,
+    token: str = TOKEN,
 ) -> ActionRun:
     github: dict[str, Any] = {
         "repository": REPOSITORY,
-        "token": TOKEN,
+        "token": token,
         "api_url": "https://api.github.invalid",  # the api-url input must win
         "server_url": "https://github.example",
         "run_id": "4242",
@@ -205,5 +211,24 @@ def test_a_refused_token_fails_the_action_and_posts_nothing(
         run = run_action(action_dir, runner_python, workspace, github_api, base, base)
         assert not run.succeeded
         assert run.steps[-1].name == "Post or update the plan comment", run.log
-        assert "401" in run.steps[-1].stderr
+        assert "::error::GitHub answered 401 to GET" in run.steps[-1].stdout
         assert github_api.comments == []
+
+
+def test_a_read_only_token_from_a_fork_warns_and_leaves_the_plan_in_the_job_summary(
+    tmp_path: Path, origin: tuple[Path, GitOps], action_dir: Path, runner_python: Path
+) -> None:
+    bare, repo = origin
+    base = git(repo.path, "rev-parse", "main").strip()
+    repo.write("environments/web.yaml", environment("web", "destroyed"))
+    head = repo.commit("tear down web")
+    git(repo.path, "push", "-q", "origin", "feature")
+    with fake_github(REPOSITORY, TOKEN, read_only_token="fork-token") as github_api:
+        workspace = checkout(tmp_path, bare, head, "run")
+        run = run_action(action_dir, runner_python, workspace, github_api, head, base, token="fork-token")
+        assert run.succeeded, run.log
+        assert "::warning::GitHub answered 403 to POST" in run.step("Post or update the plan comment").stdout
+        assert github_api.comments == []
+        assert [r.method for r in github_api.writes()] == ["POST"]
+        (web,) = [line for line in run.summary.splitlines() if line.startswith("| **web** ✏️ |")]
+        assert "🔄 destroy" in web
