@@ -95,9 +95,16 @@ def origin(tmp_path: Path) -> tuple[Path, GitOps]:
     return bare, repo
 
 
-def checkout(tmp_path: Path, bare: Path, sha: str, name: str) -> Path:
-    """What actions/checkout does with ``ref: <sha>`` and ``fetch-depth: 0``: a clone, detached at the sha."""
+def checkout(tmp_path: Path, bare: Path, sha: str, name: str, *, shallow: bool = False) -> Path:
+    """What actions/checkout does with ``ref: <sha>``: with ``fetch-depth: 0`` a clone detached at the sha;
+    with its default depth of 1, that one commit alone."""
     workspace = tmp_path / name
+    if shallow:
+        git(tmp_path, "init", "-q", str(workspace))
+        git(workspace, "remote", "add", "origin", f"file://{bare}")
+        git(workspace, "fetch", "-q", "--no-tags", "--depth", "1", "origin", sha)
+        git(workspace, "checkout", "-q", "--detach", "FETCH_HEAD")
+        return workspace
     git(tmp_path, "clone", "-q", "--no-checkout", str(bare), str(workspace))
     git(workspace, "checkout", "-q", "--detach", sha)
     return workspace
@@ -177,10 +184,11 @@ def test_the_action_posts_one_plan_comment_then_updates_it(
         repo.write("environments/web.yaml", "spec: [\n")
         head2 = repo.commit("broken")
         git(repo.path, "push", "-q", "origin", "feature")
-        workspace = checkout(tmp_path, bare, head2, "run-2")
+        workspace = checkout(tmp_path, bare, head2, "run-2", shallow=True)  # fetch-depth forgotten
         second = run_action(action_dir, runner_python, workspace, github_api, head2, base)
 
         assert not second.succeeded
+        assert "::notice::shallow checkout" in second.step("Fetch the state branch and both commits").stdout
         assert second.steps[-1].name == "Fail on invalid files or a failed plan", second.log
         assert "reconcile plan exited 1" in second.steps[-1].stdout
         assert [(r.method, r.path) for r in github_api.writes()] == [
