@@ -170,11 +170,16 @@ def announce(address: str, repo: Path) -> None:
         if isinstance(url := (state.get("outputs") or {}).get("url"), str)
     ]
     curl = "\n".join(services) or "    curl -s http://127.0.0.1:18081/        # the service itself"
+    try_it = (
+        "Open the dashboard, then try, in\nanother terminal, and watch the page:"
+        if dashboard
+        else "Try, in another terminal:"
+    )
     print(
         f"""
 {where}
 
-The daemon now keeps these environments converged. Try, in another terminal:
+The daemon now keeps these environments converged. {try_it}
 
     cd {repo}
     sed -i 's/Hello from staging/Hello again/' environments/staging.yaml

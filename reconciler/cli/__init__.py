@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from reconciler import __version__, logfmt
 from reconciler.cli.app import app
+from reconciler.cli.output import run, set_no_color
 
 
 def _version(value: bool) -> None:
@@ -33,7 +35,12 @@ def _root(
         ),
     ] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (to stderr).")] = "text",
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour in any output (the same as NO_COLOR=1).")
+    ] = False,
 ) -> None:
+    if no_color:
+        set_no_color()
     try:
         level = log_level or DEFAULT_LOG_LEVELS.get(ctx.invoked_subcommand or "", "warning")
         logfmt.configure(level, log_format)
@@ -47,8 +54,11 @@ def _register() -> None:
         commands_daemon,
         commands_desired,
         commands_log,
+        commands_meta,
         commands_plan,
+        commands_serve,
         commands_state,
+        commands_suspend,
     )
 
 
@@ -56,4 +66,4 @@ _register()
 
 
 def main() -> None:
-    app()
+    sys.exit(run(app, sys.argv[1:]))

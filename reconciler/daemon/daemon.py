@@ -36,8 +36,8 @@ import pygit2
 
 from reconciler.daemon import footprint
 from reconciler.daemon.guarded import GuardedStore, Stopping
-from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
+from reconciler.daemon.overrides import suspension_changed
 from reconciler.daemon.shard import EVERYTHING, Shard
 from reconciler.daemon.wake import Wake, concerned
 from reconciler.daemon.watch import RefWatch
@@ -56,6 +56,9 @@ from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import CorruptState, StateStore, StoreError
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteCredentials, RemoteStore
+from reconciler.web.app import Endpoints, create_app
+from reconciler.web.auth import required_token
+from reconciler.web.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
         self._watch: RefWatch | None = None
-        self._http: HttpEndpoints | None = None
+        self._http: WebServer | None = None
         self._ticker_beat = time.monotonic()
         #: The state branch's tip last looked at by ``_state_moved``, read through a repository of its own.
         self._state_seen: str | None = None
@@ -159,11 +162,14 @@ class Daemon:
         """Load, recover stale locks, then start the workers, the ticker, the watch and HTTP."""
         if self.settings.listen is not None:
             host, port = self.settings.listen
-            self._http = HttpEndpoints(
-                host,
-                port,
-                Endpoints(healthy=self._healthy, metrics=self.metrics.registry.exposition, hook=self._hook),
+            token = required_token(host, self._environ)  # refuses a non-loopback address without one
+            endpoints = Endpoints(
+                healthy=self._healthy,
+                metrics=self.metrics.registry.exposition,
+                hook=self._hook,
+                fleet=_DaemonFleet(self),
             )
+            self._http = WebServer(create_app(endpoints, token=token), host, port)
         self._sync_remote()
         self.refresh("start", force=True)
         if self._remote is not None:
@@ -521,19 +527,22 @@ class Daemon:
                 if first or tip is None or tip == previous:
                     return
                 new = repo[tip].peel(pygit2.Tree)
+                overridden: set[str] = set()
                 if previous is None:  # the branch was just created
                     changed = {entry.name or "" for entry in new}
                 else:
+                    deltas = list(repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas)
                     changed = {
                         path.split("/", 1)[0]
-                        for delta in repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas
+                        for delta in deltas
                         for path in (delta.old_file.path, delta.new_file.path)
                         if path
                     }
+                    overridden = suspension_changed(repo, deltas)  # suspended or resumed by a person
             except (KeyError, ValueError, pygit2.GitError) as e:
                 logger.debug("cannot compare state branch tips", extra={"error": str(e)})
                 return
-        woken: set[str] = set()
+        woken: set[str] = set(overridden)
         for name in changed:
             woken.update(self._related(snapshot, name))
         self._queue.add_all(sorted(woken))  # refused unless it is of this daemon's shard
@@ -766,6 +775,17 @@ class Daemon:
         if self._not_applied is not None:  # alive and working: a restart would not help (SPEC 10)
             return True, f"ok; {self._not_applied}"
         return True, "ok"
+
+
+class _DaemonFleet:
+    """What the dashboard reads: the daemon's own desired snapshot and engine (``web.fleet.FleetSource``)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.data_dir = daemon.workspace.data_dir
+
+    def current(self) -> tuple[DesiredSnapshot, Engine] | None:
+        return self._daemon._current()
 
 
 #: How many names a log record lists before it says how many more there are.

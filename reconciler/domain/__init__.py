@@ -42,6 +42,7 @@ from reconciler.domain.values import (
     Lock,
     LockHolder,
     PhaseRecord,
+    SuspensionRecord,
     format_timestamp,
     utcnow,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "StateDocument",
     "StateDocumentError",
     "StateTypeError",
+    "SuspensionRecord",
     "can_start",
     "completed_phases",
     "format_timestamp",

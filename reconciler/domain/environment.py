@@ -40,7 +40,14 @@ from reconciler.domain.states import (
     Starting,
     State,
 )
-from reconciler.domain.values import FailureContext, Lock, PhaseRecord, format_timestamp, utcnow
+from reconciler.domain.values import (
+    FailureContext,
+    Lock,
+    PhaseRecord,
+    SuspensionRecord,
+    format_timestamp,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from reconciler.domain.erased import AnyEnvironment
@@ -82,6 +89,8 @@ class Environment(Generic[S_co]):
     lock: Lock | None = None
     failure: FailureContext | None = None
     updated_at: datetime = field(default_factory=utcnow)
+    #: An operator's ``reconcile suspend``: kept through every transition until ``reconcile resume``.
+    suspended: SuspensionRecord | None = None
 
     @staticmethod
     def create(
@@ -125,6 +134,7 @@ class Environment(Generic[S_co]):
             lock=lock,
             failure=failure,
             updated_at=when,
+            suspended=self.suspended,
         )
 
     def _start(
@@ -280,6 +290,10 @@ class Environment(Generic[S_co]):
         from reconciler.domain.erased import AnyEnvironment
 
         return AnyEnvironment(self)
+
+    def with_suspension(self, suspended: SuspensionRecord | None) -> Environment[S_co]:
+        """The same state, suspended by an operator (or resumed: ``None``); no transition."""
+        return replace(self, suspended=suspended)
 
     def with_desired_commit(self, desired_commit: str) -> Environment[S_co]:
         """The same state, pointing at another desired commit (no transition)."""

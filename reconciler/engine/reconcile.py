@@ -44,7 +44,7 @@ from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
-from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
+from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment, suspension
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.steps.redact import REDACTED
 from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
@@ -657,6 +657,8 @@ class Engine:
                     extra={"environment": name, "state": after.state_name, "error": str(e)},
                 )
                 current = fresh
+                # An operator may have suspended or resumed it while the phase ran: their word stands.
+                after = after.environment.with_suspension(fresh.env.suspended).into_any()
             except StoreError as e:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -705,16 +707,24 @@ class Engine:
         if failing is None:
             return self._result(name, Outcome.CONVERGED, "checks passed", [], observed, checked=True)
         step_reapply, summary = failing
-        if desired.spec.suspend:
-            # SPEC 3.1: a suspended environment is checked and reported, never healed.
+        # Read again: an operator may have suspended it while the checks ran.
+        suspended = suspension(desired, (self.store.read(name) or observed).env)
+        if suspended is not None:
+            # SPEC 3.1: a suspended environment (its file or `reconcile suspend`) is checked and
+            # reported, never healed.
             logger.warning(
                 "check failed; suspended, so not re-applied",
-                extra={"environment": name, "reapply": step_reapply, "summary": summary},
+                extra={
+                    "environment": name,
+                    "reapply": step_reapply,
+                    "summary": summary,
+                    "suspended": suspended.describe(),
+                },
             )
             return self._result(
                 name,
                 Outcome.SUSPENDED,
-                f"check failed ({summary}); suspended, not re-applied",
+                f"check failed ({summary}); {suspended.describe()}, not re-applied",
                 [],
                 observed,
                 checked=True,
