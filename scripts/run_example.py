@@ -163,7 +163,7 @@ def announce(address: str, repo: Path) -> None:
             break  # it answers, without a dashboard
         except OSError:
             time.sleep(0.25)
-    where = f"dashboard: {base}/" if dashboard else f"metrics: {base}/metrics (this version has no dashboard)"
+    where = f"dashboard: {base}/" if dashboard else f"metrics: {base}/metrics (no dashboard answered at /)"
     services = [
         f"    curl -s {url}/                # {name}, the service itself"
         for name, state in sorted(recorded_states(repo).items())
@@ -171,7 +171,7 @@ def announce(address: str, repo: Path) -> None:
     ]
     curl = "\n".join(services) or "    curl -s http://127.0.0.1:18081/        # the service itself"
     try_it = (
-        "Open the dashboard, then try, in\nanother terminal, and watch the page:"
+        "Open the dashboard, then try, in another terminal, and watch the page:"
         if dashboard
         else "Try, in another terminal:"
     )
@@ -179,7 +179,8 @@ def announce(address: str, repo: Path) -> None:
         f"""
 {where}
 
-The daemon now keeps these environments converged. {try_it}
+The daemon now keeps these environments converged.
+{try_it}
 
     cd {repo}
     sed -i 's/Hello from staging/Hello again/' environments/staging.yaml

@@ -90,11 +90,12 @@ def test_a_second_run_keeps_edits_ctrl_c_and_make_stop_stop_the_services(tmp_pat
         found = None
         while found is None and time.monotonic() < deadline:
             assert proc.poll() is None, out.read_text()
-            found = re.search(r"^(?:dashboard|metrics): (http://127\.0\.0\.1:\d+/\S*)", out.read_text(), re.M)
+            found = re.search(r"^dashboard: (http://127\.0\.0\.1:\d+/)$", out.read_text(), re.M)
             time.sleep(0.2)
         assert found is not None, out.read_text()
         assert "keeping your scratch repository as it is" in out.read_text()
-        assert http_get(found.group(1))[0] == 200
+        status, page = http_get(found.group(1))
+        assert status == 200 and "<html" in page.lower()
         assert f"curl -s http://127.0.0.1:{ports['staging']}/" in out.read_text()
         for name, port in ports.items():
             assert wait_for_status(f"http://127.0.0.1:{port}/health", 200, timeout=30) == 200
