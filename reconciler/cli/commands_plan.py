@@ -26,6 +26,7 @@ from reconciler.cli.options import (
     bulk_load,
     signers_path,
 )
+from reconciler.cli.plan_changes import input_changes
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
@@ -185,6 +186,7 @@ def make_report(
     plans = plan_all(
         snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
     )
+    why = input_changes(repo, plans, observed, snapshot, merged)
     if before is None:
         return build_report(
             plans,
@@ -193,6 +195,7 @@ def make_report(
             generated_at=now,
             problems=snapshot.problems,
             verification=verification,
+            input_changes=why,
         )
     base_plans = plan_all(
         before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
@@ -207,6 +210,7 @@ def make_report(
         base_plans=base_plans,
         changed_files=_changed_environments(repo, before, snapshot, merged),
         verification=verification,
+        input_changes=why,
     )
 
 

@@ -78,7 +78,7 @@ def test_plan_step_writes_the_markdown_comment_and_its_exit_code(tmp_path: Path)
     assert code == 0
     assert outputs["exitcode"] == "0"
     comment = (path / "plan.md").read_text()
-    assert "| **web** ✏️ | running | destroyed | 🔄 destroy | desired state is destroyed |" in comment
+    assert "| **web** ✏️ | running | destroyed | `-` **🔄 destroy** | desired state is destroyed |" in comment
 
     repo.write("environments/web.yaml", "spec: [")
     head = repo.commit("broken")
