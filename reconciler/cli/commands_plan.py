@@ -186,7 +186,7 @@ def make_report(
     plans = plan_all(
         snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
     )
-    why = input_changes(repo, plans, observed, snapshot, merged)
+    why = input_changes(repo, plans, observed, snapshot, merged, cache=cache)
     if before is None:
         return build_report(
             plans,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pygit2
 
 from reconciler.desired.hashing import ObjectIds
-from reconciler.desired.inputs import PhaseInputs, phase_inputs
+from reconciler.desired.inputs import InputReader, PhaseInputs
 from reconciler.desired.loader import ParseCache, load_snapshot
-from reconciler.desired.resolved import DesiredSnapshot, ResolvedEnvironment
+from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 from reconciler.domain import AnyEnvironment, Phase
 from reconciler.planner.changes import InputChanges, explain
@@ -29,11 +29,14 @@ def input_changes(
     observed: Mapping[str, object],
     snapshot: DesiredSnapshot,
     tree: pygit2.Tree | None,
+    *,
+    cache: ParseCache | None = None,
 ) -> dict[str, dict[Phase, InputChanges]]:
     """Per environment, the changed inputs of each phase its plan re-runs for them.
 
     ``tree`` is what was planned (a pull request's merge); ``None``: ``snapshot.commit``'s
-    tree, or the work tree when the snapshot has no commit.
+    tree, or the work tree when the snapshot has no commit. ``cache``: the plan's parse
+    cache, so an applied commit that shares most files with the planned one loads fast.
     """
     now_ids: ObjectIds
     if tree is not None:
@@ -44,16 +47,12 @@ def input_changes(
         now_ids = WorkTreeSource(Path(repo.workdir), repo).object_id
     else:
         return {}
-    then = _AppliedDefinitions(repo)
-
-    def now_inputs(env: ResolvedEnvironment, phase: Phase) -> PhaseInputs | None:
-        return phase_inputs(env, phase, now_ids)
-
+    then = _AppliedDefinitions(repo, cache or ParseCache())
     return explain(
         plans,
         observed,
         snapshot.environments,
-        now_inputs=now_inputs,
+        now_inputs=InputReader(now_ids),
         then_inputs=then.inputs,
         expand=lambda path, old, new: _expand(repo, path, old, new),
     )
@@ -62,10 +61,10 @@ def input_changes(
 class _AppliedDefinitions:
     """Definitions at the commits environments were last applied from, each commit loaded once."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
+    def __init__(self, repo: pygit2.Repository, cache: ParseCache) -> None:
         self.repo = repo
-        self.cache = ParseCache()
-        self.loaded: dict[str, tuple[DesiredSnapshot, ObjectIds] | None] = {}
+        self.cache = cache
+        self.loaded: dict[str, tuple[DesiredSnapshot, InputReader] | None] = {}
 
     def inputs(self, env: AnyEnvironment, phase: Phase) -> PhaseInputs | None:
         commit = env.desired_commit
@@ -76,17 +75,17 @@ class _AppliedDefinitions:
         found = self.loaded[commit]
         if found is None:
             return None
-        snapshot, ids = found
+        snapshot, reader = found
         definition = snapshot.environments.get(env.name)
-        return phase_inputs(definition, phase, ids) if definition is not None else None
+        return reader(definition, phase) if definition is not None else None
 
-    def _load(self, commit: str) -> tuple[DesiredSnapshot, ObjectIds] | None:
+    def _load(self, commit: str) -> tuple[DesiredSnapshot, InputReader] | None:
         try:
             snapshot = load_snapshot(self.repo, commit, cache=self.cache)
             tree = self.repo[commit].peel(pygit2.Tree)
         except (LookupError, ValueError, pygit2.GitError):
             return None  # garbage-collected, or a shallow clone without it
-        return snapshot, GitTreeSource(self.repo, tree).object_id
+        return snapshot, InputReader(GitTreeSource(self.repo, tree).object_id)
 
 
 def _expand(repo: pygit2.Repository, path: str, old: str | None, new: str | None) -> list[str]:

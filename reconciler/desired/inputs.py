@@ -41,21 +41,56 @@ class PhaseInputs:
     hash: str
 
 
+class InputReader:
+    """``phase_inputs`` at one revision, remembering what only depends on the steps.
+
+    Environments of one blueprint share its step tuples, so the steps' JSON, labels and
+    referenced paths are worked out once per tuple, not once per environment.
+    """
+
+    def __init__(self, object_id: ObjectIds) -> None:
+        self.object_id = object_id
+        #: The ids of a phase's step objects (a blueprint's are shared by its environments) ->
+        #: (the steps, kept so that no id is reused; their facts).
+        self._steps: dict[tuple[int, ...], tuple[tuple[Step, ...], _StepFacts]] = {}
+
+    def __call__(self, env: ResolvedEnvironment, phase: Phase) -> PhaseInputs | None:
+        """The inputs of ``env``'s ``phase``; ``None`` when they do not give the hash the loader recorded."""
+        steps: tuple[Step, ...] = env.steps(phase)
+        key = tuple(map(id, steps))
+        known = self._steps.get(key)
+        if known is None:
+            try:
+                facts = _StepFacts.of(steps, self.object_id)
+            except PathEscape:
+                return None
+            known = self._steps[key] = (steps, facts)
+        facts = known[1]
+        seen = phase_vars(steps, env.vars)
+        digest = phase_hash(facts.steps_json, seen, facts.paths.items())
+        if digest != env.phase_hashes.get(phase):
+            return None
+        return PhaseInputs(steps=facts.plain, labels=facts.labels, vars=seen, paths=facts.paths, hash=digest)
+
+
+@dataclass(frozen=True)
+class _StepFacts:
+    steps_json: str
+    plain: tuple[Any, ...]
+    labels: tuple[str, ...]
+    paths: Mapping[str, str | None]
+
+    @classmethod
+    def of(cls, steps: tuple[Step, ...], object_id: ObjectIds) -> _StepFacts:
+        paths = {p: object_id(p) for step in steps for p in referenced_paths(step, object_id)}
+        return cls(
+            steps_json=canonical_json(list(steps)),
+            plain=tuple(plain(step) for step in steps),
+            labels=tuple(step.describe() for step in steps),
+            paths=paths,
+        )
+
+
 def phase_inputs(env: ResolvedEnvironment, phase: Phase, object_id: ObjectIds) -> PhaseInputs | None:
     """The inputs of ``env``'s ``phase``; ``None`` when they do not give the hash the loader recorded."""
-    steps: tuple[Step, ...] = env.steps(phase)
-    try:
-        paths = {p: object_id(p) for step in steps for p in referenced_paths(step, object_id)}
-    except PathEscape:
-        return None
-    seen = phase_vars(steps, env.vars)
-    digest = phase_hash(canonical_json(list(steps)), seen, paths.items())
-    if digest != env.phase_hashes.get(phase):
-        return None
-    return PhaseInputs(
-        steps=tuple(plain(step) for step in steps),
-        labels=tuple(step.describe() for step in steps),
-        vars=seen,
-        paths=paths,
-        hash=digest,
-    )
+    return InputReader(object_id)(env, phase)

@@ -65,6 +65,9 @@ def diff_inputs(before: PhaseInputs, after: PhaseInputs, expand: ExpandPath | No
         if old != new or (path in before.paths) != (path in after.paths):
             files += expand(path, old, new) if expand is not None else [path]
     files = list(dict.fromkeys(files))
+    # A directory whose changed files are listed anyway says nothing more (a work tree's, unexpanded).
+    parents = {f[:i] for f in files for i, c in enumerate(f) if c == "/"}
+    files = [f for f in files if f not in parents]
     names = sorted(
         k
         for k in set(before.vars) | set(after.vars)

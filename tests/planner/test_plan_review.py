@@ -230,3 +230,12 @@ def test_a_stale_pull_request_lists_only_its_own_changed_inputs(gitops: GitOps) 
     assert "To destroy" not in markdown
     assert "release: files `scripts/release.sh`" in markdown
     assert "configure.sh" not in markdown  # main's own change is in the merge and already applied
+
+
+def test_uncommitted_edits_are_explained_too(gitops: GitOps) -> None:
+    first = gitops.commit("start")
+    applied(gitops, first, "web", "db", "old", "gone")
+    gitops.write("infra/vm/apply.sh", "echo vm v2\n")  # not committed: `plan --worktree`
+    web = env_json(gitops.plan("--worktree", "--format", "json").stdout, "web")
+    assert web["actions"][0]["phase"] == "provision"
+    assert web["actions"][0]["changedInputs"]["files"] == ["infra/vm/apply.sh"]
