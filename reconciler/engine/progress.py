@@ -123,11 +123,18 @@ class ObserverRelay:
         self._thread.join()
 
     def _deliver(self) -> None:
+        failed = False
         while True:
             event = self._queue.get()
             if event is _CLOSE:
                 return
+            if failed:
+                continue  # keep draining, so that nobody waits for room
             try:
                 self._target(event)  # type: ignore[arg-type]  # anything but _CLOSE is an event
-            except Exception:  # an observer's bug must not stop the reconcile it watches
-                logger.exception("progress observer failed")
+            except OSError as e:  # a closed pipe (`apply | head`): the run goes on unwatched
+                logger.warning("progress display stopped; the run goes on without it: %s", e)
+                failed = True
+            except Exception:  # a bug in a view must not stop the reconcile it watches either
+                logger.exception("progress display failed; the run goes on without it")
+                failed = True

@@ -250,3 +250,20 @@ def test_a_terminal_sees_a_live_line_with_phase_step_and_last_output(
 
 def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(gitops: GitOpsRepo) -> None:
+    """``apply --format json | head -1``: the pipe closes after the first event; every phase still runs."""
+    gitops.commit({"environments/web.yaml": provisioned_by("seq 1 20000")})
+    with subprocess.Popen(
+        gitops.command("apply", "--format", "json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = json.loads(proc.stdout.readline())
+        proc.stdout.close()
+        errors = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, errors
+    assert first["event"] == "transition"
+    assert gitops.state("web")["state"] == "provisioned"
+    assert "Traceback" not in errors
