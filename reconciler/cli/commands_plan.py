@@ -30,6 +30,7 @@ from reconciler.cli.options import (
     signers_path,
 )
 from reconciler.cli.output import err, fail
+from reconciler.cli.plan_changes import input_changes
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
@@ -200,6 +201,7 @@ def make_report(
         keep = _selected(selector, snapshot, before)
         plans = [p for p in plans if p.name in keep]
         problems = tuple(p for p in problems if p.environment is None or p.environment in keep)
+    why = input_changes(repo, plans, observed, snapshot, merged, cache=cache)
     if before is None:
         return build_report(
             plans,
@@ -208,6 +210,7 @@ def make_report(
             generated_at=now,
             problems=problems,
             verification=verification,
+            input_changes=why,
         )
     base_plans = plan_all(
         before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
@@ -224,6 +227,7 @@ def make_report(
         base_plans=base_plans,
         changed_files=_changed_environments(repo, before, snapshot, merged),
         verification=verification,
+        input_changes=why,
     )
 
 

@@ -49,13 +49,15 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import console as make_console
 from reconciler.cli.output import err, fail
+from reconciler.cli.progress import progress_view
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
 from reconciler.domain.dispatch import InvalidTransition
 from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
 from reconciler.engine.orphans import stop_leftovers
-from reconciler.engine.reconcile import Engine, ReconcileResult, TransitionEvent, reset_attempts
+from reconciler.engine.progress import EnvironmentFinished
+from reconciler.engine.reconcile import Engine, ReconcileResult, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.notify.feed import NotificationFeed, blocked, open_feed
@@ -205,16 +207,6 @@ def apply(
             except UnknownEnvironment as e:
                 raise _fail(str(e), kind="not_found") from e
             names = _select_names(snapshot, known if names else None, chosen, fmt)
-        console = make_console(stderr=True, soft_wrap=True)
-        live = fmt is OutputFormat.TEXT and console.is_terminal
-
-        def progress(event: TransitionEvent) -> None:
-            if fmt is OutputFormat.TEXT:
-                line = f"{event.environment}: {event.from_state} -> {event.to_state}"
-                if live:
-                    console.print(f"[bold]{event.environment}[/bold]: {event.from_state} → {event.to_state}")
-                else:
-                    print(line, flush=True)
 
         def waiting(name: str, lock: Lock, seconds: float) -> None:
             holder = holder_label(lock.holder)
@@ -224,32 +216,30 @@ def apply(
         if feed is not None:
             pump = feed.pump
 
-            def progress_and_notify(event: TransitionEvent) -> None:
-                progress(event)
+            def notify(_event: object) -> None:
                 pump()
 
-            engine.on_transition = progress_and_notify
-        else:
-            engine.on_transition = progress
+            engine.on_transition = notify
+        json_lines = fmt is OutputFormat.JSON  # SPEC 5: one JSON object per line and event, as it happens
         try:
-            with _interruptible(engine):
-                if live:
-                    with console.status("reconciling…"):
-                        results = apply_environments(
-                            engine,
-                            snapshot,
-                            names,
-                            workers=workers,
-                            lock_timeout=wait_seconds,
-                            on_wait=waiting,
-                        )
-                else:
-                    results = apply_environments(
-                        engine, snapshot, names, workers=workers, lock_timeout=wait_seconds, on_wait=waiting
-                    )
+            with (
+                _interruptible(engine),
+                progress_view(json_lines=json_lines, desired_commit=snapshot.commit) as view,
+            ):
+                engine.observer = view
+                results = apply_environments(
+                    engine,
+                    snapshot,
+                    names,
+                    workers=workers,
+                    lock_timeout=wait_seconds,
+                    on_wait=waiting,
+                    on_result=lambda result: view(EnvironmentFinished(result)),
+                )
         except UnknownEnvironment as e:
             raise _fail(str(e), kind="not_found") from e
-        _report(results, fmt, snapshot.commit)
+        if not json_lines:
+            _report(results, fmt, snapshot.commit)
         if feed is not None:
             _notify_outcomes(feed, snapshot, results, wait_notify)
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)

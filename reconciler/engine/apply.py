@@ -178,11 +178,13 @@ def apply_environments(
     workers: int = 4,
     lock_timeout: float = 0.0,
     on_wait: WaitCallback | None = None,
+    on_result: Callable[[ReconcileResult], None] | None = None,
 ) -> list[ReconcileResult]:
     """Reconcile ``names`` (default: every known environment), dependencies first.
 
     ``lock_timeout``: how long each environment waits for another live
     reconciler's lock before it is reported as waiting (``reconcile_waiting``).
+    ``on_result`` hears each environment's result as soon as its part ends.
     """
     chosen = targets(engine, snapshot, names)
     after = run_after(snapshot, chosen)
@@ -204,4 +206,6 @@ def apply_environments(
             for future in done:
                 name = running.pop(future)
                 results[name] = future.result()
+                if on_result is not None:
+                    on_result(results[name])
     return [results[n] for n in chosen]

@@ -46,6 +46,7 @@ from reconciler.engine import drift
 from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
+from reconciler.engine.progress import ProgressObserver, StepOutput, StepStarted
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
 from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment, suspension
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
@@ -150,6 +151,10 @@ class Engine:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     on_transition: Callable[[TransitionEvent], None] | None = None
     on_output: Callable[[str, str], None] | None = None
+    #: Every transition, step start and output line, for a progress view (``engine.progress``).
+    #: Output lines are handed over on the thread that reads the step's pipes: wrap a slow
+    #: observer in an ``ObserverRelay``.
+    observer: ProgressObserver | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prune: bool = False
     #: A person's ``<user>@<host>`` when they ran this by hand: every commit is theirs (SPEC 4.1).
@@ -457,6 +462,8 @@ class Engine:
     def _emit(self, event: TransitionEvent) -> None:
         if self.on_transition is not None:
             self.on_transition(event)
+        if self.observer is not None:
+            self.observer(event)
 
     # -- one phase ----------------------------------------------------------------------
 
@@ -503,11 +510,14 @@ class Engine:
         try:
             checkout = leases.enter_context(self._checkout(snapshot))
             resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
-            for step in desired.steps(phase):
+            steps = desired.steps(phase)
+            for index, step in enumerate(steps, 1):
                 failed_step = step.describe()
                 if self.cancel.is_set():
                     kind, summary = ErrorKind.INTERRUPTED, "interrupted before the step started"
                     break
+                if self.observer is not None:
+                    self.observer(StepStarted(name, str(phase), failed_step, index, len(steps)))
                 rendered = render_step(
                     step, environment=name, vars=desired.vars, outputs=outputs, environ=self.environ
                 )
@@ -527,7 +537,7 @@ class Engine:
                         outputs=dict(outputs),
                         secrets=secrets,
                         deadline=step_deadline,
-                        log=self._output_sink(name, phase_log),
+                        log=self._output_sink(name, phase_log, str(phase), failed_step),
                         cancel=self.cancel,
                         phase=str(phase),
                         lock_id=str(lock.id),
@@ -899,9 +909,12 @@ class Engine:
             logger.warning("cannot write the phase log", extra={"environment": name, "error": str(e)})
             return None
 
-    def _output_sink(self, name: str, phase_log: PhaseLog | None) -> Callable[[str], None] | None:
+    def _output_sink(
+        self, name: str, phase_log: PhaseLog | None, phase: str = "", step: str = ""
+    ) -> Callable[[str], None] | None:
         sink = self.on_output
-        if sink is None and phase_log is None:
+        observer = self.observer
+        if sink is None and phase_log is None and observer is None:
             return None
 
         def both(line: str) -> None:
@@ -909,6 +922,8 @@ class Engine:
                 phase_log.write(line)
             if sink is not None:
                 sink(name, line)
+            if observer is not None:
+                observer(StepOutput(name, phase, step, line))
 
         return both
 

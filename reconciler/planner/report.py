@@ -11,13 +11,16 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from reconciler.desired.resolved import Problem
+from reconciler.domain.states import Phase
 from reconciler.domain.values import format_timestamp
-from reconciler.planner.model import EnvironmentPlan, Verdict
+from reconciler.planner.changes import InputChanges
+from reconciler.planner.model import ActionKind, EnvironmentPlan, Verdict
 
 #: The order summaries list verdicts in: what needs attention first.
 _VERDICT_ORDER = (
@@ -58,6 +61,45 @@ _ICONS: Mapping[Verdict, str] = {
 }
 
 
+class Change(StrEnum):
+    """What a plan with changes does to its environment, as terraform counts it."""
+
+    CREATE = "create"
+    CHANGE = "change"
+    DESTROY = "destroy"
+    #: ``destroyed`` brought back: it is built again from scratch.
+    RECREATE = "recreate"
+
+
+#: terraform's marks: a reviewer's eye goes to ``-`` and ``-/+`` first.
+MARKS: Mapping[Change, str] = {
+    Change.CREATE: "+",
+    Change.CHANGE: "~",
+    Change.DESTROY: "-",
+    Change.RECREATE: "-/+",
+}
+_COUNT_ORDER = (Change.CREATE, Change.CHANGE, Change.DESTROY, Change.RECREATE)
+
+
+def kind_of(plan: EnvironmentPlan) -> Change | None:
+    """The kind of change ``plan``'s actions make, whether or not it may act now."""
+    if not plan.actions:
+        return None
+    kinds = {(a.kind, a.phase) for a in plan.actions}
+    if (ActionKind.PHASE, Phase.DESTROY) in kinds:
+        return Change.DESTROY
+    if any(kind is ActionKind.RECREATE for kind, _ in kinds):
+        return Change.RECREATE
+    if any(kind is ActionKind.CREATE for kind, _ in kinds):
+        return Change.CREATE
+    return Change.CHANGE
+
+
+def change_of(plan: EnvironmentPlan) -> Change | None:
+    """The kind of change a plan makes (now or once its wait ends); ``None`` when it makes none."""
+    return kind_of(plan) if plan.has_changes else None
+
+
 @dataclass(frozen=True)
 class ReviewedPlan:
     """One environment's plan at the revision, and (pull-request view) at the base."""
@@ -69,6 +111,12 @@ class ReviewedPlan:
     file_changed: bool = False
     #: Whether there is a base to compare with at all.
     reviewed: bool = False
+    #: For each phase re-run because its own inputs changed: which ones (``planner.changes.explain``).
+    changes: Mapping[Phase, InputChanges] = field(default_factory=dict)
+
+    @property
+    def change(self) -> Change | None:
+        return change_of(self.plan)
 
     @property
     def plan_changed(self) -> bool:
@@ -131,6 +179,9 @@ class PlanReport:
     def counts(self, plans: Iterable[ReviewedPlan] | None = None) -> Counter[Verdict]:
         return Counter(r.plan.verdict for r in (self.environments if plans is None else plans))
 
+    def change_counts(self, plans: Iterable[ReviewedPlan] | None = None) -> Counter[Change]:
+        return Counter(c for r in (self.environments if plans is None else plans) if (c := r.change))
+
 
 def build_report(
     plans: Sequence[EnvironmentPlan],
@@ -143,17 +194,25 @@ def build_report(
     base_plans: Sequence[EnvironmentPlan] | None = None,
     changed_files: Iterable[str] = (),
     verification: Verification | None = None,
+    input_changes: Mapping[str, Mapping[Phase, InputChanges]] | None = None,
 ) -> PlanReport:
-    """Pair ``plans`` with ``base_plans`` by name; ``changed_files`` are the environment names touched."""
+    """Pair ``plans`` with ``base_plans`` by name; ``changed_files`` are the environment names touched.
+
+    ``input_changes``: per environment, the re-run phases' changed inputs (``planner.changes.explain``).
+    """
     reviewed = base_plans is not None
     before = {p.name: p for p in base_plans or ()}
     touched = set(changed_files)
+    why = input_changes or {}
     return PlanReport(
         revision=revision,
         base=base,
         state_ref=state_ref,
         generated_at=generated_at,
-        environments=tuple(ReviewedPlan(p, before.get(p.name), p.name in touched, reviewed) for p in plans),
+        environments=tuple(
+            ReviewedPlan(p, before.get(p.name), p.name in touched, reviewed, why.get(p.name, {}))
+            for p in plans
+        ),
         problems=tuple(problems),
         verification=verification,
     )
@@ -181,6 +240,24 @@ def _summary(counts: Counter[Verdict]) -> str:
     return ", ".join(parts) if parts else "no environments"
 
 
+def plan_line(report: PlanReport, plans: Sequence[ReviewedPlan] | None = None) -> str:
+    """``1 to create, 2 to change, 1 to destroy; 3 unchanged, 1 blocked``: terraform's, then the rest."""
+    shown = report.environments if plans is None else plans
+    changes = report.change_counts(shown)
+    counted = [f"{changes[c]} to {c}" for c in _COUNT_ORDER if changes[c] or c is not Change.RECREATE]
+    rest = Counter(r.plan.verdict for r in shown if r.change is None)
+    others = [f"{rest[v]} {_REST_WORDS.get(v, _SUMMARY_WORDS[v])}" for v in _VERDICT_ORDER if rest[v]]
+    return ", ".join(counted) + (f"; {', '.join(others)}" if others else "")
+
+
+_REST_WORDS: Mapping[Verdict, str] = {Verdict.CONVERGED: "unchanged"}
+
+
+def _mark(plan: EnvironmentPlan) -> str:
+    kind = kind_of(plan)
+    return MARKS[kind] if kind is not None else ""
+
+
 def render_text(report: PlanReport) -> str:
     lines = [f"Plan of {_short(report.revision)}, observed state from {report.state_ref}"]
     if report.base is not None:
@@ -191,8 +268,9 @@ def render_text(report: PlanReport) -> str:
     if report.verification is not None:
         mark = "verified" if report.verification.verified else "UNVERIFIED"
         lines.append(f"Signatures: {mark}: {report.verification.detail}")
-    lines.append("")
+    lines += ["", f"Plan: {plan_line(report)}", ""]
     width = max((len(r.plan.name) for r in report.environments), default=0)
+    pad = " " * (width + 4)
     for item in report.environments:
         plan = item.plan
         marks = []
@@ -201,14 +279,19 @@ def render_text(report: PlanReport) -> str:
         if item.plan_changed:
             marks.append("plan changed")
         marked = f"  [{', '.join(marks)}]" if marks else ""
-        lines.append(f"{plan.name:<{width}}  {_states(plan)}: {plan.verdict}{marked}")
-        lines.append(f"{'':<{width}}    {plan.reason}")
+        sign = MARKS[item.change] if item.change is not None else ""
+        lines.append(f"{sign:>3} {plan.name:<{width}}  {_states(plan)}: {plan.verdict}{marked}")
+        lines.append(f"{pad}    {plan.reason}")
+        action_mark = _mark(plan)
         for action in plan.actions:
-            lines.append(f"{'':<{width}}    + {action.describe():<18} {action.reason}")
+            lines.append(f"{pad}    {action_mark} {action.describe():<18} {action.reason}")
+            changed = item.changes.get(action.phase) if action.phase is not None else None
+            if changed is not None and changed.known:
+                lines.append(f"{pad}    {'':<{len(action_mark)}} {'':<18} changed: {changed.describe()}")
         if plan.retry_at is not None:
-            lines.append(f"{'':<{width}}    retry at {format_timestamp(plan.retry_at)}")
+            lines.append(f"{pad}    retry at {format_timestamp(plan.retry_at)}")
         if item.plan_changed and item.base is not None:
-            lines.append(f"{'':<{width}}    before this change: {item.base.verdict}: {item.base.reason}")
+            lines.append(f"{pad}    before this change: {item.base.verdict}: {item.base.reason}")
     if report.problems:
         lines += ["", "Problems:"]
         lines += [f"  {p}" for p in report.problems]
@@ -220,14 +303,34 @@ def render_text(report: PlanReport) -> str:
 # -- JSON ------------------------------------------------------------------------------
 
 
-def _plan_json(plan: EnvironmentPlan) -> dict[str, Any]:
+def _changes_json(changes: InputChanges | None) -> dict[str, Any] | None:
+    if changes is None:
+        return None
+    return {
+        "known": changes.known,
+        "files": list(changes.files),
+        "moreFiles": changes.more_files,
+        "vars": list(changes.vars),
+        "steps": list(changes.steps),
+    }
+
+
+def _plan_json(plan: EnvironmentPlan, changes: Mapping[Phase, InputChanges] | None = None) -> dict[str, Any]:
+    why = changes or {}
+    kind = change_of(plan)
     return {
         "verdict": str(plan.verdict),
+        "change": str(kind) if kind is not None else None,
         "observed": plan.observed_state,
         "desired": plan.desired_state,
         "reason": plan.reason,
         "actions": [
-            {"kind": str(a.kind), "phase": str(a.phase) if a.phase else None, "reason": a.reason}
+            {
+                "kind": str(a.kind),
+                "phase": str(a.phase) if a.phase else None,
+                "reason": a.reason,
+                "changedInputs": _changes_json(why.get(a.phase)) if a.phase is not None else None,
+            }
             for a in plan.actions
         ],
         "transitions": list(plan.path),
@@ -255,10 +358,11 @@ def render_json(report: PlanReport) -> str:
             else None
         ),
         "summary": {str(v): n for v, n in sorted(report.counts().items())},
+        "changes": {str(c): report.change_counts()[c] for c in _COUNT_ORDER},
         "environments": [
             {
                 "name": item.plan.name,
-                **_plan_json(item.plan),
+                **_plan_json(item.plan, item.changes),
                 "fileChanged": item.file_changed,
                 "planChanged": item.plan_changed,
                 "base": _plan_json(item.base) if item.base is not None else None,
@@ -299,6 +403,37 @@ def _what_happens(plan: EnvironmentPlan) -> str:
 _INVALID_WHY = "left alone until the file is fixed (see below)"
 
 
+def _marked(plan: EnvironmentPlan) -> str:
+    """What happens, with terraform's mark in front; a destroy or a recreate in bold."""
+    text = _cell(_what_happens(plan))
+    kind = kind_of(plan)
+    if kind is None:
+        return text
+    if kind in (Change.DESTROY, Change.RECREATE):
+        text = f"**{text}**"
+    return f"`{MARKS[kind]}` {text}"
+
+
+def _why(item: ReviewedPlan) -> str:
+    plan = item.plan
+    if plan.verdict is Verdict.INVALID:
+        return _cell(_INVALID_WHY)
+    lines = [_cell(plan.reason)]
+    for phase, changed in item.changes.items():
+        if not changed.known:
+            continue
+        parts = []
+        if changed.files:
+            more = f" and {changed.more_files} more" if changed.more_files else ""
+            parts.append("files " + ", ".join(f"`{_cell(f)}`" for f in changed.files) + more)
+        if changed.vars:
+            parts.append("vars " + ", ".join(f"`{_cell(v)}`" for v in changed.vars))
+        if changed.steps:
+            parts.append("steps " + ", ".join(f"`{_cell(s)}`" for s in changed.steps))
+        lines.append(f"{phase}: " + ("; ".join(parts) if parts else "inputs changed"))
+    return "<br>".join(lines)
+
+
 def _row(item: ReviewedPlan) -> str:
     plan = item.plan
     name = f"**{plan.name}**"
@@ -308,8 +443,8 @@ def _row(item: ReviewedPlan) -> str:
         name,
         _cell(plan.observed_state or "—"),
         _cell(_desired(plan, "(no file)")),
-        _cell(_what_happens(plan)),
-        _cell(_INVALID_WHY if plan.verdict is Verdict.INVALID else plan.reason),
+        _marked(plan),
+        _why(item),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -332,6 +467,14 @@ def render_markdown(report: PlanReport) -> str:
             "",
             f"**{len(shown)} environment{'s' if len(shown) != 1 else ''}:** {_summary(counts)}",
         ]
+    lines[-1] += f"  \n**Plan:** {plan_line(report, shown)}"
+    doomed = {
+        kind: [r.plan.name for r in shown if r.change is kind] for kind in (Change.DESTROY, Change.RECREATE)
+    }
+    if doomed[Change.DESTROY]:
+        lines += ["", f"⚠️ **To destroy:** {', '.join(doomed[Change.DESTROY])}"]
+    if doomed[Change.RECREATE]:
+        lines += ["", f"♻️ **To recreate from scratch:** {', '.join(doomed[Change.RECREATE])}"]
     if report.verification is not None:
         if report.verification.verified:
             lines += ["", f"🔏 Signature verified: {_cell(report.verification.detail)}"]

@@ -131,8 +131,8 @@ def test_protected_environment_is_never_destroyed(gitops: GitOpsRepo, tmp_path: 
 
     out = gitops.reconcile("apply", "--format", "json")
 
-    report = json.loads(out.stdout)
-    assert report["environments"][0]["outcome"] == "protected"
+    (result,) = [json.loads(line) for line in out.stdout.splitlines()]  # no transition: only its result
+    assert result["event"] == "result" and result["outcome"] == "protected"
     assert gitops.state("db")["state"] == "running"
     assert "destroy db" not in lines(log)
     assert gitops.reconcile("destroy", "db").returncode == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 import pytest
@@ -17,6 +18,9 @@ from reconciler.engine.reconcile import Engine, Outcome
 from reconciler.steps import FakeResult, FakeStepRunner, fails
 from reconciler.store import MemoryStore
 from tests.engine.conftest import GitOpsRepo, env_file
+
+if TYPE_CHECKING:
+    from reconciler.engine.progress import ProgressEvent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -224,3 +228,63 @@ def test_data_dir_is_used_for_checkouts(gitops: GitOpsRepo, tmp_path: Path) -> N
     snap = snapshot(gitops)
     engine.reconcile(snap, "web")
     assert (gitops.data / "checkouts" / str(snap.commit) / "environments" / "web.yaml").is_file()
+
+
+def test_an_observer_hears_transitions_steps_and_output_in_order(gitops: GitOpsRepo) -> None:
+    """The engine prints nothing; what a progress view shows comes to its observer, in order."""
+    from reconciler.engine.progress import ObserverRelay, StepOutput, StepStarted
+    from reconciler.engine.reconcile import TransitionEvent
+
+    phases = {"provision": [{"name": "a", "shell": {"run": "true"}}, {"name": "b", "shell": {"run": "true"}}]}
+    gitops.commit({"environments/web.yaml": env_file("web", "provisioned", phases=phases)})
+    runner, clock = FakeStepRunner(), FakeClock()
+    runner.script("web", "a", FakeResult(output="one\ntwo"))
+    runner.script("web", "b", FakeResult(output="three"))
+    engine, _ = make_engine(gitops, runner, clock)
+    heard: list[ProgressEvent] = []
+    relay = ObserverRelay(heard.append)
+    engine.observer = relay
+    assert engine.reconcile(snapshot(gitops), "web").outcome is Outcome.CONVERGED
+    relay.close()
+
+    def said(event: ProgressEvent) -> str:
+        if isinstance(event, TransitionEvent):
+            return f"{event.from_state} -> {event.to_state}"
+        if isinstance(event, StepStarted):
+            return f"{event.phase}: {event.step} ({event.index}/{event.count})"
+        assert isinstance(event, StepOutput)
+        return f"{event.step}: {event.line}"
+
+    assert [said(e) for e in heard] == [
+        "none -> created",
+        "created -> provisioning",
+        "provision: a (1/2)",
+        "a: one",
+        "a: two",
+        "provision: b (2/2)",
+        "b: three",
+        "provisioning -> provisioned",
+    ]
+
+
+def test_a_stuck_observer_drops_output_lines_and_counts_them_but_never_a_transition() -> None:
+    from reconciler.engine.progress import ObserverRelay, StepOutput
+    from reconciler.engine.reconcile import TransitionEvent
+
+    release = threading.Event()
+    heard: list[ProgressEvent] = []
+
+    def stuck(event: ProgressEvent) -> None:
+        release.wait()
+        heard.append(event)
+
+    relay = ObserverRelay(stuck, capacity=10)
+    for i in range(1000):  # returns although nothing is delivered: the output is never held up
+        relay(StepOutput("web", "provision", "boot", str(i)))
+    release.set()
+    relay(TransitionEvent("web", "provisioning", "provisioned"))
+    relay.close()
+    lines = [e for e in heard if isinstance(e, StepOutput)]
+    assert sum(1 for e in lines if e.line is not None) + sum(e.dropped for e in lines) == 1000
+    assert lines[-1].line is None and lines[-1].dropped > 0  # said before the transition that follows
+    assert heard[-1] == TransitionEvent("web", "provisioning", "provisioned")

@@ -77,8 +77,12 @@ class GitOps:
         hashes: dict[Phase, str] | None = None,
         failure: FailureContext | None = None,
         lock: Lock | None = None,
+        desired_commit: str | None = None,
     ) -> None:
-        """Record ``name`` in ``state`` on the state branch, its completed phases at ``hashes``."""
+        """Record ``name`` in ``state`` on the state branch, its completed phases at ``hashes``.
+
+        ``desired_commit``: the commit it was applied from (``None``: as state written by hand).
+        """
         hashes = hashes if hashes is not None else {}
         now = datetime.now(UTC)
         doc = StateDocument(
@@ -89,6 +93,7 @@ class GitOps:
             },
             lock=lock,
             failure=failure,
+            desired_commit=desired_commit,
             updated_at=now,
         )
         store = GitStore(self.path, STATE_REF)
@@ -98,7 +103,7 @@ class GitOps:
             current.version if current else None,
             AnyEnvironment.from_document(doc),
             from_state=current.env.state_name if current else "none",
-            desired_commit=None,
+            desired_commit=desired_commit,
         )
 
     def plant_corrupt(self, name: str, text: str) -> None:

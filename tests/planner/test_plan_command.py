@@ -164,7 +164,8 @@ def test_destroy_and_deleted_file(gitops: GitOps) -> None:
     gitops.commit("tear web down")
     result = gitops.plan()
     assert "web       running -> destroyed: changes" in result.stdout
-    assert "+ destroy            desired state is destroyed" in result.stdout
+    assert "  - web  " in result.stdout  # a destroy stands out with terraform's mark
+    assert "- destroy            desired state is destroyed" in result.stdout
     assert "old       released -> (no file): unmanaged" in result.stdout
     assert "gone      destroyed -> (no file): converged" in result.stdout
 
@@ -243,9 +244,11 @@ def test_pull_request_view_marks_what_the_merge_changes(gitops: GitOps) -> None:
     markdown = gitops.plan("--rev", head, "--base", base, "--format", "markdown").stdout
     assert f"merging `{head[:12]}` over `{base[:12]}`" in markdown
     assert "| environment | observed | desired | what will happen | why |" in markdown
-    web_row = "| **web** ✏️ | running | running | ⏳ waiting, then release → run | waiting for database |"
+    assert "**Plan:** 0 to create, 2 to change, 0 to destroy\n" in markdown
+    web_row = "| **web** ✏️ | running | running | `~` ⏳ waiting, then release → run | waiting for database |"
     assert web_row in markdown
-    assert "| **database** | running | running | 🔄 release → run | release inputs changed |" in markdown
+    # This state was recorded without the commit it was applied from: which inputs is not known.
+    assert "| **database** | running | running | `~` 🔄 release → run | release inputs changed |" in markdown
     assert "**cache**" not in markdown
     pending = "1 other environment unaffected (1 with changes pending regardless of this pull request)"
     assert pending in markdown
@@ -275,7 +278,8 @@ def test_a_branch_behind_its_base_is_planned_as_its_merge(gitops: GitOps) -> Non
     assert web["fileChanged"] is True
     markdown = gitops.plan("--rev", head, "--base", base, "--format", "markdown").stdout
     assert "**slow**" not in markdown
-    assert "destroy" not in markdown
+    assert "**Plan:** 0 to create, 0 to change, 0 to destroy; 1 unchanged" in markdown
+    assert "To destroy" not in markdown and "`-`" not in markdown
 
 
 def test_a_branch_that_conflicts_with_its_base_is_refused_with_the_paths(gitops: GitOps) -> None:
