@@ -8,6 +8,7 @@ import typer
 
 from reconciler import __version__, logfmt
 from reconciler.cli.app import app
+from reconciler.cli.options import allow_fast_exit, exit_process
 
 
 def _version(value: bool) -> None:
@@ -56,4 +57,9 @@ _register()
 
 
 def main() -> None:
-    app()
+    allow_fast_exit()
+    try:
+        app()
+    except SystemExit as e:
+        exit_process(e.code)
+        raise
