@@ -667,6 +667,7 @@ def _resolve_from_disk(
         phases=MappingProxyType(phases),
         phase_hashes=MappingProxyType(hashes),
         blob_id=blob_id,
+        labels=MappingProxyType(dict(env.metadata.labels)),
     )
     return _Resolution(resolved, tuple(refs))
 
