@@ -407,9 +407,13 @@ class KeptPlans(Protocol):
     def keep(self, name: str, key: KeptKey, plan: EnvironmentPlan) -> None: ...
 
 
-def _hashes_key(desired: ResolvedEnvironment) -> str:
+def _desired_key(desired: ResolvedEnvironment | None) -> tuple[str | None, str | None]:
+    """A kept plan's desired side: the file's blob id (its whole ``spec``), a digest of its phase hashes."""
+    if desired is None:
+        return None, None
     hashes = desired.phase_hashes
-    return hashlib.blake2b("\0".join((*hashes, *hashes.values())).encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b("\0".join((*hashes, *hashes.values())).encode(), digest_size=16).hexdigest()
+    return desired.blob_id, digest
 
 
 def plan_all(
@@ -461,10 +465,11 @@ def plan_all(
             )
             others = dependents_of.get(name)
             dependents = {other: _gone(observed.get(other)) for other in others} if others else {}
+            blob, hashes = _desired_key(desired)
             key = (
                 kept.observed_version(name),
-                desired.blob_id if desired is not None else None,
-                _hashes_key(desired) if desired is not None else None,
+                blob,
+                hashes,
                 prune,
                 tuple(dependencies.items()),
                 tuple(dependents.items()),
