@@ -67,7 +67,7 @@ class RevisionError(LookupError):
     """A revision that does not name a commit of the repository."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     """One file content, parsed (or refused). Problems carry no path: one blob may sit at several."""
 
@@ -85,7 +85,7 @@ class _Parsed:
         return text if isinstance(text, str) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Resolution:
     """An environment resolved against a blueprint, with the tree ids it depended on."""
 
@@ -131,7 +131,7 @@ def _step_info(step: Step) -> _StepInfo:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _EnvResult:
     """One environment file as the last load left it (before the ``dependsOn`` check)."""
 
