@@ -63,8 +63,11 @@ class DiskKeptPlans:
         return plan
 
     def keep(self, name: str, key: KeptKey, plan: EnvironmentPlan) -> None:
-        if plan.retry_at is None:  # a plan with a time in it is never kept (none is, today)
-            self._disk.keep_plan(name, (key, _plain(plan)))
+        plain = _plain(plan)
+        # Only a plan that reads back as itself: one with a time in it (none is, today) or with a
+        # field these plain values do not hold (a suspension) is decided every time.
+        if plan.retry_at is None and self._plan(name, plain) == plan:
+            self._disk.keep_plan(name, (key, plain))
 
     def _plan(self, name: str, plain: Any) -> EnvironmentPlan:
         verdict, actions, reason, observed_state, desired_state, next_attempt = plain
