@@ -24,9 +24,13 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     PlanFormat,
     RepoOption,
+    SelectorOption,
     bulk_load,
+    nothing_selected,
+    parse_selector_option,
     signers_path,
 )
+from reconciler.cli.output import err, fail
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
@@ -38,7 +42,9 @@ from reconciler.desired.loader import (
     resolve_revision,
 )
 from reconciler.desired.models import SignaturePolicy
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.selector import Selector, select
 from reconciler.desired.trust import (
     ALLOWED_SIGNERS_ENV,
     AllowedSigners,
@@ -91,11 +97,12 @@ def plan_command(
         typer.Option("--detailed-exitcode", help="Exit 2 when reconciling would change something, else 0."),
     ] = False,
     allowed_signers: AllowedSignersOption = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Per environment: observed state, desired state, the transitions that would run and why."""
+    chosen = parse_selector_option(selector)
     if worktree and rev is not None:
-        typer.echo("error: --rev and --worktree exclude each other", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
     with bulk_load():
         try:
             report = make_report(
@@ -105,10 +112,12 @@ def plan_command(
                 worktree=worktree,
                 now=datetime.now(UTC),
                 allowed_signers=signers_path(allowed_signers),
+                selector=chosen,
             )
         except PlanError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from e
+            raise fail(str(e), EXIT_FAILURE) from e
+        if chosen is not None and not report.environments:
+            err.print(nothing_selected(chosen), markup=False)
         renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
         typer.echo(renderers.get(output, render_text)(report), nl=False)
     if report.has_errors:
@@ -126,12 +135,13 @@ def make_report(
     worktree: bool,
     now: datetime,
     allowed_signers: Path | None = None,
+    selector: Selector | None = None,
 ) -> PlanReport:
     """Load, observe, plan, and (with ``base``) compare: every I/O of ``plan`` is here."""
     try:
-        repo = pygit2.Repository(str(repo_path))
-    except (pygit2.GitError, KeyError) as e:
-        raise PlanError(f"{repo_path}: not a git repository") from e
+        repo = open_repository(repo_path)
+    except NotARepository as e:
+        raise PlanError(str(e)) from e
     try:
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:
@@ -172,9 +182,8 @@ def make_report(
             merged,
             cache,
             now=now,
-            base=base,
-            rev=rev,
             verification=verification,
+            selector=selector,
         )
     finally:
         cache.save()
@@ -189,9 +198,8 @@ def _plan_loaded(
     cache: ParseCache,
     *,
     now: datetime,
-    base: str | None,
-    rev: str | None,
     verification: Verification | None,
+    selector: Selector | None,
 ) -> PlanReport:
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
@@ -223,29 +231,47 @@ def _plan_loaded(
         protected_before=protected_before,
         kept=kept,
     )
+    problems = snapshot.problems
+    if selector is not None:
+        keep = _selected(selector, snapshot, before)
+        plans = [p for p in plans if p.name in keep]
+        problems = tuple(p for p in problems if p.environment is None or p.environment in keep)
     if before is None:
         return build_report(
             plans,
             revision=snapshot.commit,
             state_ref=state_ref,
             generated_at=now,
-            problems=snapshot.problems,
+            problems=problems,
             verification=verification,
         )
     base_plans = plan_all(
         before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
     )
+    if selector is not None:
+        base_plans = [p for p in base_plans if p.name in keep]
     return build_report(
         plans,
         revision=snapshot.commit,
         state_ref=state_ref,
         generated_at=now,
-        problems=snapshot.problems,
+        problems=problems,
         base=before.commit,
         base_plans=base_plans,
         changed_files=_changed_environments(repo, before, snapshot, merged),
         verification=verification,
     )
+
+
+def _selected(selector: Selector, snapshot: DesiredSnapshot, before: DesiredSnapshot | None) -> set[str]:
+    """Names whose labels match at the revision or, in a pull request, at its base (so that a change
+    of labels still shows both sides)."""
+    keep: set[str] = set()
+    for loaded in (snapshot, before):
+        if loaded is not None:
+            labels = {name: env.labels for name, env in loaded.environments.items()}
+            keep.update(select(labels, labels, selector))
+    return keep
 
 
 def _chosen(

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from reconciler.desired.selector import Selector, SelectorError, parse_selector
+
 
 class OutputFormat(StrEnum):
     TEXT = "text"
@@ -122,3 +124,30 @@ def exit_process(code: object) -> None:
         sys.stderr.flush()
     logging.shutdown()
     os._exit(status)
+
+
+SelectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--selector",
+        "-l",
+        metavar="KEY=VALUE[,KEY=VALUE...]",
+        help="Only environments whose metadata.labels match, as kubectl: team=shop,tier!=db.",
+        show_default=False,
+    ),
+]
+
+
+def parse_selector_option(value: str | None) -> Selector | None:
+    """``-l/--selector``; bad syntax is a usage error (exit 2) saying what would be accepted."""
+    if value is None:
+        return None
+    try:
+        return parse_selector(value)
+    except SelectorError as e:
+        raise typer.BadParameter(str(e), param_hint="'-l' / '--selector'") from e
+
+
+def nothing_selected(selector: Selector, what: str = "environment") -> str:
+    """What to say when a selector matches nothing (not an error: the fleet may simply have none)."""
+    return f"no {what} matches the selector '{selector}'"

@@ -625,10 +625,11 @@ def _load_environment(
     if not isinstance(parsed.model, EnvironmentFile):
         return _EnvResult(entry, parsed, None, _problems(parsed, path, stem), ())
     env = parsed.model
+    # A wrong name is reported with everything else wrong in the file, not alone (issue 15): the
+    # steps are still resolved under the file's stem, and ``dependsOn`` is checked after the load.
+    mismatch = None
     if env.metadata.name != stem:
-        return _EnvResult(
-            entry, parsed, None, (_name_mismatch(parsed, path, stem, env.metadata.name, stem),), ()
-        )
+        mismatch = _name_mismatch(parsed, path, stem, env.metadata.name, stem)
     name = env.spec.blueprint
     blueprint = blueprints.get(name) if name else None
     key = (stem, entry.blob_id, blueprint.blob_id if blueprint else name)
@@ -641,6 +642,9 @@ def _load_environment(
             hashes = tuple((str(phase), value) for phase, value in hit.result.phase_hashes.items())
             cache.disk.keep_resolution(stem, entry.blob_id, key[2], (hashes, hit.refs))
     cache.resolved[key] = hit
+    if mismatch is not None:
+        more = hit.result if isinstance(hit.result, tuple) else ()
+        return _EnvResult(entry, parsed, name, (mismatch, *more), hit.refs)
     return _EnvResult(entry, parsed, name, hit.result, hit.refs)
 
 
@@ -902,6 +906,20 @@ def _path_issues(info: _StepInfo, object_id: Callable[[str], str | None]) -> lis
     return issues
 
 
+def _unknown_dependency(
+    parsed: _Parsed | None, path: str, name: str, i: int, dep: str, known: Iterable[str]
+) -> Problem:
+    choices = ", ".join(sorted(set(known) - {name})[:10]) or "none"
+    return _locate(
+        parsed,
+        path,
+        ("spec", "dependsOn", i),
+        f"`spec.dependsOn[{i}]`: no environment named {dep!r}; "
+        f"expected the name of a file in environments/ (e.g. {choices})",
+        name,
+    )
+
+
 def _dependency_problems(
     environments: Mapping[str, ResolvedEnvironment],
     broken: Mapping[str, tuple[Problem, ...]],
@@ -912,26 +930,32 @@ def _dependency_problems(
     Only environments that depend on another are visited (the others can be in
     no cycle), so a repository of mostly independent environments costs little.
     """
-    dependent = [name for name, env in environments.items() if env.spec.depends_on]
-    if not dependent:
-        return {}
-    texts = {name: results[name].parsed for name in dependent}
     known = environments.keys() | broken.keys()
     found: dict[str, list[Problem]] = {}
+    # A file refused for another reason is checked too, so that all its problems come at once.
+    for name in broken:
+        outcome = results.get(name)
+        parsed = outcome.parsed if outcome is not None else None
+        model = parsed.model if parsed is not None else None
+        if outcome is None or not isinstance(model, EnvironmentFile):
+            continue
+        for i, dep in enumerate(model.spec.depends_on):
+            if dep not in known:
+                found.setdefault(name, []).append(
+                    _unknown_dependency(
+                        parsed, f"{ENVIRONMENTS_DIR}/{outcome.entry.name}", name, i, dep, known
+                    )
+                )
+    dependent = [name for name, env in environments.items() if env.spec.depends_on]
+    if not dependent:
+        return {name: tuple(dict.fromkeys(problems)) for name, problems in found.items()}
+    texts = {name: results[name].parsed for name in dependent}
     for name in dependent:
         env = environments[name]
         for i, dep in enumerate(env.depends_on):
             if dep not in known:
-                choices = ", ".join(sorted(known - {name})[:10]) or "none"
                 found.setdefault(name, []).append(
-                    _locate(
-                        texts[name],
-                        env.path,
-                        ("spec", "dependsOn", i),
-                        f"`spec.dependsOn[{i}]`: no environment named {dep!r}; "
-                        f"expected the name of a file in environments/ (e.g. {choices})",
-                        name,
-                    )
+                    _unknown_dependency(texts[name], env.path, name, i, dep, known)
                 )
     # Cycles, by depth-first search with colours.
     colour: dict[str, int] = {}

@@ -65,7 +65,13 @@ VarValue = SecretRef | str | int | float | bool | None | list[Any] | dict[str, A
 
 
 class ShellStep(Schema):
+    """``run`` does it; ``check`` (optional) says whether its effect still holds: non-zero is drift.
+
+    Neither is ever templated; ``check`` runs with the same environment, ``cwd`` and timeout as ``run``.
+    """
+
     run: str
+    check: str | None = None
     env: dict[EnvName, SecretRef | str] = Field(default_factory=dict)
     cwd: str | None = None
     timeout_seconds: Seconds | None = None
@@ -164,6 +170,13 @@ class Retry(Schema):
     backoff_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS)
 
 
+class DriftSpec(Schema):
+    """``spec.drift`` (SPEC 3.1): look for drift of completed phases, and re-apply what drifted."""
+
+    detect: bool = True
+    heal: bool = True
+
+
 class Metadata(Schema):
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)
@@ -173,6 +186,7 @@ class Metadata(Schema):
 #: ``default_factory`` of a model cost a validation per file: half of validating a small one).
 _DEFAULT_RETRY = Retry()
 _NO_PHASES = Phases()
+_DEFAULT_DRIFT = DriftSpec()
 
 
 class EnvironmentSpec(Schema):
@@ -185,6 +199,7 @@ class EnvironmentSpec(Schema):
     retry: Retry = _DEFAULT_RETRY
     timeout_seconds: Seconds = 1800
     phases: Phases = _NO_PHASES
+    drift: DriftSpec = _DEFAULT_DRIFT
 
 
 class EnvironmentFile(Schema):

@@ -49,6 +49,7 @@ _DECIDING = (
     "desired/sources",
     *(f"domain/{name}" for name in ("erased", "environment", "states", "values")),
     "planner/plan",
+    "planner/suspension",
     "planner/model",
     "store/git",
     "cli/kept_plans",

@@ -30,6 +30,7 @@ from reconciler.domain.states import (
 )
 from reconciler.domain.values import ErrorKind, FailureContext, Lock, PhaseRecord, format_timestamp
 from reconciler.planner.model import Action, ActionKind, EnvironmentPlan, PlanContext, Verdict
+from reconciler.planner.suspension import Suspension, suspension
 
 #: How many forward phases each desired state needs completed.
 _LEVEL: Mapping[DesiredState, int] = {
@@ -76,7 +77,8 @@ def plan_environment(
     ctx: PlanContext,
 ) -> EnvironmentPlan:
     """What reconciling ``name`` would do now, and why."""
-    decision = _decide(name, observed, desired, ctx)
+    suspended = suspension(desired, observed)
+    decision = _decide(name, observed, desired, ctx, suspended)
     return EnvironmentPlan(
         name=name,
         verdict=decision.verdict,
@@ -86,11 +88,16 @@ def plan_environment(
         desired_state=str(desired.desired_state) if desired is not None else None,
         retry_at=decision.retry_at,
         next_attempt=decision.next_attempt,
+        suspended=suspended,
     )
 
 
 def _decide(
-    name: str, observed: AnyEnvironment | None, desired: ResolvedEnvironment | None, ctx: PlanContext
+    name: str,
+    observed: AnyEnvironment | None,
+    desired: ResolvedEnvironment | None,
+    ctx: PlanContext,
+    suspended: Suspension | None,
 ) -> _Decision:
     if observed is not None and observed.is_in_progress:
         lock = observed.lock
@@ -101,7 +108,7 @@ def _decide(
         core = _undeclared(name, observed, ctx)
     else:
         core = _declared(name, observed, desired, ctx.now)
-    return _gate(core, desired, ctx)
+    return _gate(core, suspended, ctx)
 
 
 def _locked_reason(observed: AnyEnvironment, lock: Lock) -> str:
@@ -321,10 +328,14 @@ def _retitle(actions: tuple[Action, ...], reason: str) -> tuple[Action, ...]:
     return (replace(actions[0], reason=reason), *actions[1:])
 
 
-def _gate(core: _Decision, desired: ResolvedEnvironment | None, ctx: PlanContext) -> _Decision:
-    """Suspension and dependencies hold back a plan that would act."""
-    if desired is not None and desired.spec.suspend and core.verdict is not Verdict.CONVERGED:
-        return replace(core, verdict=Verdict.SUSPENDED, reason=f"suspended, nothing is done ({core.reason})")
+def _gate(core: _Decision, suspended: Suspension | None, ctx: PlanContext) -> _Decision:
+    """Suspension (its file's or an operator's) and dependencies hold back a plan that would act."""
+    if suspended is not None:
+        if core.verdict is Verdict.CONVERGED:
+            return replace(core, reason=f"{core.reason} ({suspended.describe()})")
+        return replace(
+            core, verdict=Verdict.SUSPENDED, reason=f"{suspended.describe()}; nothing is done ({core.reason})"
+        )
     if core.verdict is not Verdict.CHANGES:
         return core
     destroys = any(a.phase is Phase.DESTROY and a.kind is ActionKind.PHASE for a in core.actions)
