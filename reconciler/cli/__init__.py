@@ -9,6 +9,7 @@ import typer
 
 from reconciler import __version__, logfmt
 from reconciler.cli.app import app
+from reconciler.cli.options import allow_fast_exit, exit_process
 from reconciler.cli.output import run, set_no_color
 
 
@@ -67,4 +68,11 @@ _register()
 
 
 def main() -> None:
-    sys.exit(run(app, sys.argv[1:]))
+    allow_fast_exit()
+    try:
+        code = run(app, sys.argv[1:])
+    except SystemExit as e:
+        exit_process(e.code)
+        raise
+    exit_process(code)
+    sys.exit(code)

@@ -16,6 +16,7 @@ import pygit2
 import typer
 
 from reconciler.cli.app import app
+from reconciler.cli.kept_plans import DiskKeptPlans, ObservedView
 from reconciler.cli.options import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -56,7 +57,6 @@ from reconciler.desired.trust import (
 )
 from reconciler.domain import AnyEnvironment, Lock
 from reconciler.planner import plan_all
-from reconciler.planner.plan import Unreadable
 from reconciler.planner.report import (
     PlanReport,
     Verification,
@@ -65,7 +65,8 @@ from reconciler.planner.report import (
     render_markdown,
     render_text,
 )
-from reconciler.store import GitStore, Observed, StoreError, is_stale
+from reconciler.store import GitStore, StoreError, is_stale
+from reconciler.store.git import StateTree
 
 __all__ = ["app"]
 
@@ -173,7 +174,34 @@ def make_report(
             repo, before.commit, snapshot.commit, rev=rev or "the desired branch", base_name=base or ""
         )
         snapshot = load_tree(repo, merged, snapshot.commit, cache=cache)
-    cache.save()
+    try:
+        return _plan_loaded(
+            repo,
+            repo_path,
+            snapshot,
+            before,
+            merged,
+            cache,
+            now=now,
+            verification=verification,
+            selector=selector,
+        )
+    finally:
+        cache.save()
+
+
+def _plan_loaded(
+    repo: pygit2.Repository,
+    repo_path: Path,
+    snapshot: DesiredSnapshot,
+    before: DesiredSnapshot | None,
+    merged: pygit2.Tree | None,
+    cache: ParseCache,
+    *,
+    now: datetime,
+    verification: Verification | None,
+    selector: Selector | None,
+) -> PlanReport:
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
         if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place
@@ -181,7 +209,9 @@ def make_report(
     # Observed state lives where the configuration in force says: the base's, in a pull request.
     config = (before or snapshot).config
     state_ref = _state_ref(repo, config.state_ref, config.remote)
-    observed = _observed(repo_path, state_ref)
+    tree = _observed(repo_path, state_ref)
+    observed = ObservedView(tree)
+    kept = DiskKeptPlans(cache.disk, tree) if cache.disk is not None else None
     prune = config.prune
 
     def stale(lock: Lock) -> bool:
@@ -194,7 +224,13 @@ def make_report(
         return last is not None and last.spec.protected
 
     plans = plan_all(
-        snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
+        snapshot,
+        observed,
+        now=now,
+        prune=prune,
+        lock_stale=stale,
+        protected_before=protected_before,
+        kept=kept,
     )
     problems = snapshot.problems
     if selector is not None:
@@ -287,12 +323,11 @@ def _state_ref(repo: pygit2.Repository, ref: str, remote: str | None) -> str:
     return tracking if tracking in repo.references else ref
 
 
-def _observed(repo_path: Path, state_ref: str) -> dict[str, AnyEnvironment | Unreadable]:
+def _observed(repo_path: Path, state_ref: str) -> StateTree:
     try:
-        found = GitStore(repo_path, state_ref).read_all()
+        return GitStore(repo_path, state_ref).read_lazily()
     except StoreError as e:
         raise PlanError(f"cannot read observed state from {state_ref}: {e}") from e
-    return {name: item.env if isinstance(item, Observed) else item for name, item in found.items()}
 
 
 def _merge(repo: pygit2.Repository, base: str, head: str, *, rev: str, base_name: str) -> pygit2.Tree:

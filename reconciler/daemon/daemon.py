@@ -132,7 +132,6 @@ class Daemon:
         self._config_refused: str | None = None  # why the newest reconciler.yaml is refused, said once
         self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
-        self._pass_running = False
         self._checks_wanted: set[str] = set()
         self._check_failures: dict[str, int] = {}
         self._check_not_before: dict[str, float] = {}
@@ -497,7 +496,6 @@ class Daemon:
             with self._state_lock:
                 self._checks_wanted.update(names)
         self.metrics.woken.inc("pass", amount=len(names))
-        self._pass_running = True
         self._queue.add_all(names, background=background)
 
     def _owned(self, snapshot: DesiredSnapshot, engine: Engine) -> set[str] | None:
@@ -645,9 +643,10 @@ class Daemon:
                 logger.exception("reconcile crashed", extra={"environment": name})
             finally:
                 self._queue.done(name)
-                if self._pass_running and self._queue.depth() == 0 and self._queue.busy() == 0:
-                    self._pass_running = False
-                    footprint.trim()  # a pass over the fleet is over: give back what it freed
+                if self._queue.depth() == 0 and self._queue.busy() == 0:
+                    # A pass over the fleet, or a push's work, is over: give back what it freed
+                    # (a checkout, a reload); the heap would otherwise keep its high-water mark.
+                    footprint.trim()
 
     def _reconcile(self, name: str) -> None:
         current = self._current()

@@ -32,6 +32,7 @@ from reconciler.desired.models import (
     BlueprintFile,
     ConfigFile,
     EnvironmentFile,
+    EnvironmentSpec,
     ShellStep,
     Step,
     TofuStep,
@@ -66,7 +67,7 @@ class RevisionError(LookupError):
     """A revision that does not name a commit of the repository."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     """One file content, parsed (or refused). Problems carry no path: one blob may sit at several."""
 
@@ -84,7 +85,7 @@ class _Parsed:
         return text if isinstance(text, str) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Resolution:
     """An environment resolved against a blueprint, with the tree ids it depended on."""
 
@@ -130,7 +131,7 @@ def _step_info(step: Step) -> _StepInfo:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _EnvResult:
     """One environment file as the last load left it (before the ``dependsOn`` check)."""
 
@@ -156,6 +157,9 @@ class _LastLoad:
     ref_ids: dict[str, str | None]
     ref_users: dict[str, set[str]]
     blueprint_users: dict[str, set[str]]
+    #: Whether the three indexes above describe ``results``: built by the first load that revisits
+    #: a previous one (a one-shot command such as ``plan`` never needs them).
+    indexed: bool = True
 
 
 @dataclass
@@ -396,6 +400,10 @@ class _Blueprint:
     blob_id: str
     parsed: _Parsed
     model: BlueprintFile | None
+    #: ``_merge`` of an environment that declares no phase of its own: the blueprint's, made once.
+    inherited: list[
+        tuple[dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]]]
+    ] = field(default_factory=list, compare=False, repr=False)
 
 
 def misnamed_files(source: TreeSource) -> list[Problem]:
@@ -476,9 +484,13 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     # Which environment files to look at again, and their entries (None: gone).
     todo: dict[str, FileEntry | None] = {}
     if last is None or origin is None:
-        last = _LastLoad(origin or ("", ""), None, {}, {}, {}, {}, {})
+        last = _LastLoad(origin or ("", ""), None, {}, {}, {}, {}, {}, indexed=False)
         todo.update(_yaml_files(source, ENVIRONMENTS_DIR))
     else:
+        if not last.indexed:
+            for stem, outcome in last.results.items():
+                _index(last, stem, outcome)
+            last.indexed = True
         stems: set[str] = set()
         if isinstance(source, GitTreeSource):
             if env_tree != last.env_tree:
@@ -516,7 +528,7 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     cache.last = None  # until the indexes below are consistent again
     for stem, file_entry in todo.items():
         old = results.pop(stem, None)
-        if old is not None:
+        if old is not None and last.indexed:
             _unindex(last, stem, old)
         if file_entry is None:
             continue
@@ -527,7 +539,8 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
             new = _EnvResult(file_entry, None, None, (Problem(path, 1, 1, _unexpected(e), stem),), ())
         added = added or old is None
         results[stem] = new
-        _index(last, stem, new)
+        if last.indexed:
+            _index(last, stem, new)
     if added:
         results = dict(sorted(results.items()))
     else:  # every key kept its place; restore the sorted order of those re-inserted
@@ -835,6 +848,20 @@ def _merge(
     """
     spec = env.spec
     bp = blueprint.model if blueprint else None
+    if bp is not None and blueprint is not None and not spec.phases.model_fields_set:
+        # Most environments only name a blueprint: its phases, merged once per load and shared.
+        if not blueprint.inherited:
+            blueprint.inherited.append(_merge_phases(path, parsed, spec, blueprint, bp))
+        phases, origins = blueprint.inherited[0]
+    else:
+        phases, origins = _merge_phases(path, parsed, spec, blueprint, bp)
+    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
+    return phases, origins, merged_vars
+
+
+def _merge_phases(
+    path: str, parsed: _Parsed, spec: EnvironmentSpec, blueprint: _Blueprint | None, bp: BlueprintFile | None
+) -> tuple[dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]]]:
     phases: dict[PhaseOrCheck, tuple[Step, ...]] = {}
     origins: dict[PhaseOrCheck, tuple[str, _Parsed, object]] = {}
     for phase in _PHASES:
@@ -848,8 +875,7 @@ def _merge(
             origins[phase] = (blueprint.path, blueprint.parsed, inherited)
         else:
             phases[phase] = ()
-    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
-    return phases, origins, merged_vars
+    return phases, origins
 
 
 def _phase_hash(steps_json: str, vars_json: str, paths: Mapping[str, str | None]) -> str:

@@ -49,7 +49,7 @@ class ActionKind(StrEnum):
     PHASE = "phase"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     kind: ActionKind
     #: The phase a ``PHASE`` or ``RECOVER`` action concerns; ``None`` for create and recreate.
@@ -66,7 +66,7 @@ class Action:
         return str(self.kind)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvironmentPlan:
     """The planner's decision for one environment."""
 
