@@ -1,7 +1,9 @@
-"""A fleet applied by the real ``reconcile`` in a real repository, served by a real uvicorn on loopback."""
+"""A fleet applied by the real ``reconcile`` in a real repository, served by a real uvicorn on loopback;
+and for the browser tests, the system's Chromium, real daemons and a bare repository to push to."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +18,10 @@ from reconciler.engine.workspace import open_workspace
 from reconciler.web.app import Endpoints, create_app
 from reconciler.web.branches import StateBranchFleet
 from reconciler.web.server import WebServer
+from tests.daemon.kit import Daemons, Server, make_server
 from tests.engine.conftest import STATE_REF, GitOpsRepo, counting_phases, env_file
 from tests.engine.conftest import gitops as gitops  # noqa: PLC0414 - the fixture, re-exported
+from tests.web.browser import absent_reason, chromium
 
 
 @dataclass
@@ -101,3 +105,44 @@ def rewrite_state(gitops: GitOpsRepo, name: str, change: dict[str, Any]) -> None
     builder.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
     who = pygit2.Signature("mallory", "m@example.com")
     repo.create_commit(STATE_REF, who, who, f"{name}: rewritten by hand\n", builder.write(), [tip.id])
+
+
+# -- the browser tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium per test module; each test starts from a blank page and session."""
+    reason = absent_reason()
+    if reason is not None:
+        pytest.skip(f"browser tests need Chromium and its driver: {reason}")
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    yield browser
+    with contextlib.suppress(Exception):  # a page that never loaded has no storage to clear
+        browser.execute_script("window.sessionStorage.clear()")
+    browser.delete_all_cookies()
+    browser.get("about:blank")
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    started = Daemons(tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Server:
+    return make_server(tmp_path)
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    return tmp_path / "screenshots"
