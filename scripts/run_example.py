@@ -85,7 +85,7 @@ Open it, then try, in another terminal, and watch the page:
     git commit -qam "new greeting"        # acted on at once: release and run re-run
     git log --oneline reconciler/state     # the transitions, as they happen
     curl -s http://127.0.0.1:18081/        # the service itself
-    curl -s http://{listen}/metrics        # Prometheus metrics; /healthz for liveness
+    curl -s http://{listen}/metrics  # Prometheus metrics; /healthz for liveness
 
 Stop it with Ctrl-C (running phases finish within the grace period).
 """,

@@ -332,7 +332,7 @@
     const tr = el("tr", { "data-name": row.name },
       el("td", { class: "name" }, el("a", { href: envHref(row.name) }, row.name)),
       el("td", { class: "observed" }, stateBadge(row.observed)),
-      el("td", { class: "desired" }, row.desired || ""),
+      el("td", { class: "desired" }, row.desired || (row.declared === false ? el("span", { class: "muted" }, "not declared") : "")),
       el("td", { class: "converged" }, convergedCell(row)),
       el("td", { class: "drift" }, driftCell(row.drift, row.suspended)),
       el("td", { class: "lock-cell" }, lockCell(row.lock)),
@@ -594,10 +594,19 @@
     refresh();
   }
 
+  // "3 min ago" stays true on a page nobody refreshes.
+  function tickTimes() {
+    for (const node of document.querySelectorAll("time[datetime]")) {
+      const text = ago(node.getAttribute("datetime"));
+      if (text && node.textContent !== text) node.textContent = text;
+    }
+  }
+
   // -- start ------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
     setUpTokenForm();
+    window.setInterval(tickTimes, 15000);
     const page = document.body.dataset.page;
     if (page === "fleet") fleetPage();
     else if (page === "environment") environmentPage();
