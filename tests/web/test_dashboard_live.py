@@ -64,6 +64,8 @@ def test_a_pushed_change_goes_through_its_phases_on_the_open_page_without_a_relo
     assert pages.cell(page, "api", "observed") == "running"
     assert "destroying → destroyed" in pages.cell(page, "web", "last")
     screenshot(page, screenshots, "fleet-destroyed")
+    assert pages.foreign_requests(page, daemon.url("")) == []
+    assert pages.script_errors(page) == []
 
 
 def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_happen(
@@ -108,6 +110,8 @@ def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_h
         40,
     )
     assert pages.same_document(page)
+    assert pages.foreign_requests(page, daemon.url("")) == []
+    assert pages.script_errors(page) == []
     newest = page.execute_script("return document.querySelector('#history li').textContent")
     assert "running" in newest
     assert second[:12] in newest

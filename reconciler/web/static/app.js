@@ -43,7 +43,7 @@
     append(node, children);
   }
 
-  // Only our own paths and http(s) links become links: never javascript: or data: URLs.
+  // Only our own paths and http(s) links become links: never a script or data URL.
   function safeHref(value) {
     const url = new URL(String(value), window.location.href);
     return url.protocol === "http:" || url.protocol === "https:" ? url.href : "#";
