@@ -15,25 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import AnyEnvironment, format_timestamp
-from reconciler.domain.values import Lock
+from reconciler.domain import AnyEnvironment
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.status import next_step
-from reconciler.planner import Verdict
 from reconciler.store import CorruptState, CorruptStateError, Observed, StateStore
 from reconciler.store.events import Event, EventLog, EventQuery
 from reconciler.store.git import GitStore
-from reconciler.store.lock import stale_reason
 from reconciler.store.remote import RemoteStore
+from reconciler.views import environment_view
 
-FORMAT_VERSION = 1
 #: The most of a trace file a response carries: its end, where the error is.
 TRACE_BYTES = 64 * 1024
 _TRACE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.log$")
-
-
-def rfc3339(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def event_log(store: StateStore) -> EventLog | None:
@@ -66,17 +59,6 @@ def history(store: StateStore, name: str, limit: int) -> list[Event]:
     return [Event.from_record(r) for r in store.history(name, limit)]
 
 
-def lock_json(lock: Lock | None, now: datetime) -> dict[str, Any] | None:
-    if lock is None:
-        return None
-    why = stale_reason(lock, now)
-    return {**lock.model_dump(mode="json", by_alias=True), "stale": why is not None, "staleReason": why}
-
-
-def _transition(event: Event | None) -> dict[str, Any] | None:
-    return None if event is None else event.to_json()
-
-
 def environment_record(
     engine: Engine,
     snapshot: DesiredSnapshot,
@@ -85,52 +67,32 @@ def environment_record(
     last: Event | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """One environment's row: observed against desired, lock, last transition, failure, drift."""
+    """One environment's row: ``status --format json``'s (``reconciler.views.environment_view``), plus
+    ``drift`` and ``problems`` (an invalid file's, an unreadable ``state.json``'s) as plain strings."""
     desired = snapshot.environments.get(name)
     broken = snapshot.broken.get(name, ())
-    record: dict[str, Any] = {
-        "name": name,
-        "labels": dict(desired.labels) if desired is not None else {},
-        "declared": desired is not None or name in snapshot.broken,
-        "desired": str(desired.desired_state) if desired is not None else None,
-        "observed": None,
-        "converged": False,
-        "verdict": None,
-        "reason": None,
-        "desiredCommit": None,
-        "lock": None,
-        "failure": None,
-        "drift": None,
-        "suspended": None,
-        "updatedAt": None,
-        "lastTransition": _transition(last),
-        "problems": [str(p) for p in broken],
-    }
+    plan = None if isinstance(item, CorruptState) else engine.plan(snapshot, name, item)
+    record = environment_view(
+        name,
+        item,
+        plan,
+        labels=desired.labels if desired is not None else None,
+        declared=desired is not None or name in snapshot.broken,
+        last=None if last is None else last.to_record(),
+        now=now,
+    )
+    if record["desired"] is None and desired is not None:
+        record["desired"] = str(desired.desired_state)
+    record.setdefault("drift", _optional(item.env, "drift") if isinstance(item, Observed) else None)
+    problems = [str(p) for p in broken]
     if isinstance(item, CorruptState):
-        record["verdict"] = "corrupt"
-        record["problems"].append(f"corrupt state.json: {item.error}")
-        return record
-    plan = engine.plan(snapshot, name, item)
-    record["verdict"] = str(plan.verdict)
-    record["converged"] = plan.verdict is Verdict.CONVERGED
-    record["reason"] = plan.reason
-    if item is not None:
-        env = item.env
-        failure = env.error_details
-        record.update(
-            observed=env.state_name,
-            desiredCommit=env.desired_commit,
-            lock=lock_json(env.lock, now),
-            failure=None if failure is None else failure.model_dump(mode="json", by_alias=True),
-            drift=_optional(env, "drift"),
-            suspended=_optional(env, "suspended"),
-            updatedAt=format_timestamp(env.updated_at),
-        )
+        problems.append(f"corrupt state.json: {item.error}")
+    record["problems"] = problems
     return record
 
 
 def _optional(env: AnyEnvironment, key: str) -> Any:
-    """``state.json``'s optional ``drift`` and ``suspended`` (SPEC 4.2), when this build records them."""
+    """``state.json``'s optional keys (SPEC 4.2: ``drift``) when this build records them."""
     value = getattr(env, key, None)
     if value is None or isinstance(value, str | int | float | bool | dict | list):
         return value

@@ -9,8 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from reconciler.desired.selector import Selector, SelectorError, parse_selector
 from reconciler.domain.states import STATES_BY_NAME
-from reconciler.engine.fleet import FORMAT_VERSION, environment_detail, history
+from reconciler.engine.fleet import environment_detail, history
+from reconciler.views import FORMAT_VERSION
 from reconciler.web.fleet import FleetView
 
 DEFAULT_LIMIT = 100
@@ -44,27 +46,6 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def parse_selector(text: str) -> list[tuple[str, str, bool]]:
-    """``team=web,tier!=db`` -> ``[("team", "web", True), ("tier", "db", False)]`` (kubectl's form)."""
-    terms: list[tuple[str, str, bool]] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if "!=" in part:
-            key, value, equal = *part.split("!=", 1), False
-        elif "=" in part:
-            key, value, equal = *part.split("==" if "==" in part else "=", 1), True
-        else:
-            raise BadQuery(
-                f"selector term {part!r} has no '=': expected key=value or key!=value, comma-separated"
-            )
-        key, value = key.strip(), value.strip()
-        if not key:
-            raise BadQuery(f"selector term {part!r} has no key: expected key=value or key!=value")
-        terms.append((key, value, equal))
-    return terms
-
-
 def _states(text: str | None) -> set[str] | None:
     if not text:
         return None
@@ -79,14 +60,17 @@ def _states(text: str | None) -> set[str] | None:
 
 
 def _matcher(request: Request) -> tuple[Callable[[dict[str, Any]], bool], set[str] | None]:
-    selector = parse_selector(request.query_params.get("selector", ""))
+    text = request.query_params.get("selector", "")
+    try:
+        selector = parse_selector(text) if text.strip() else Selector()
+    except SelectorError as e:
+        raise BadQuery(f"selector: {e}") from None
     name = request.query_params.get("name", "").lower()
 
     def matches(row: dict[str, Any]) -> bool:
-        labels = row["labels"]
         if name and name not in row["name"]:
             return False
-        return all((labels.get(k) == v) == equal for k, v, equal in selector)
+        return selector.matches(row["labels"])
 
     return matches, _states(request.query_params.get("state"))
 

@@ -93,7 +93,13 @@ def document() -> dict[str, Any]:
                         "suspended": {"type": ["object", "null"]},
                         "updatedAt": {"type": ["string", "null"], "format": "date-time"},
                         "lastTransition": {
-                            "oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "null"}]
+                            "type": ["object", "null"],
+                            "description": "the newest transition: event, from, to, at, actor, "
+                            "desiredCommit, commit (as status --format json)",
+                        },
+                        "corrupt": {
+                            "type": ["object", "null"],
+                            "description": "path and error of a state.json that cannot be read",
                         },
                         "problems": {"type": "array", "items": {"type": "string"}},
                     },

@@ -18,8 +18,9 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from reconciler.engine.fleet import FORMAT_VERSION, event_log
+from reconciler.engine.fleet import event_log
 from reconciler.store.events import Event, EventLog
+from reconciler.views import FORMAT_VERSION
 from reconciler.web.fleet import FleetSource
 
 POLL_SECONDS = 0.5
