@@ -6,9 +6,9 @@ served by the real app on a real uvicorn on loopback and asked with httpx:
 
 1. **first page** (``/api/v1/environments``, 100 rows): cold (the first
    request: desired state loaded, state branch read, every environment
-   planned), warm (the rows kept for this state-branch tip), and after a new
+   planned), warm (the rows kept for this state-branch tip), after a new
    state-branch commit (what a dashboard asks when the event stream says
-   something changed);
+   something changed), and after a push changing one environment file;
 2. **the full list** (``?limit=10000``) warm;
 3. **a selector** (``?selector=team=t3``) warm;
 4. **one environment** (``/api/v1/environments/NAME``).
@@ -37,7 +37,7 @@ import pygit2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_plan import SIGNATURE, STATE_REF, build, write_state  # noqa: E402
+from benchmarks.bench_plan import SIGNATURE, STATE_REF, build, commit, environment, write_state  # noqa: E402
 from reconciler.desired.loader import load_snapshot  # noqa: E402
 from reconciler.engine.workspace import open_workspace  # noqa: E402
 from reconciler.web.app import Endpoints, create_app  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        repo, _files = build(Path(tmp), args.envs)
+        repo, files = build(Path(tmp), args.envs)
         setup = load_snapshot(repo, "main")
         write_state(repo, {n: dict(e.phase_hashes) for n, e in setup.environments.items()}, str(setup.commit))
         print(f"built {args.envs} environments and their state in {time.perf_counter() - started:.1f} s")
@@ -118,11 +118,26 @@ def main() -> int:
                 warm = median(lambda: get("/api/v1/environments"), args.repeat)
                 commits = iter(range(1_000_000))
 
-                def after_commit() -> None:
-                    touch_state(repo, next(commits))
+                def after_commit() -> float:
+                    touch_state(repo, next(commits))  # not timed: the commit is the writer's cost
+                    started = time.perf_counter()
                     get("/api/v1/environments")
+                    return time.perf_counter() - started
 
-                moved = median(after_commit, args.repeat)
+                moved = statistics.median(after_commit() for _ in range(args.repeat))
+                pushes = iter(range(1, 1_000_000))
+
+                def after_push() -> float:
+                    i = next(pushes)
+                    files[f"environments/env-{i:05d}.yaml"] = environment(i, state="destroyed").encode()
+                    commit(repo, files, f"destroy env-{i:05d}")
+                    started = time.perf_counter()
+                    data = get("/api/v1/environments")
+                    elapsed = time.perf_counter() - started
+                    assert data["desiredCommit"] == str(repo.references["refs/heads/main"].target)
+                    return elapsed
+
+                pushed = statistics.median(after_push() for _ in range(args.repeat))
                 full = median(lambda: get(f"/api/v1/environments?limit={args.envs}"), args.repeat)
                 selected = median(lambda: get("/api/v1/environments?selector=team=t3"), args.repeat)
                 one = median(lambda: get(f"/api/v1/environments/env-{args.envs // 2:05d}"), args.repeat)
@@ -136,6 +151,7 @@ def main() -> int:
         ("first page, cold (first request)", cold),
         ("first page, warm (same state tip)", warm),
         ("first page after a state commit", moved),
+        ("first page after a push (one file)", pushed),
         (f"full list ({args.envs} rows), warm", full),
         ("selector team=t3, warm", selected),
         ("one environment", one),

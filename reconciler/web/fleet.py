@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.desired.changes import concerned
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.engine.fleet import event_log, fleet_records, is_time_sensitive, related
 from reconciler.engine.reconcile import Engine
@@ -31,9 +32,10 @@ class FleetView:
     the state branch moves, only the environments whose ``state.json`` changed
     (the store hands back the very same object for an unchanged one) and those
     related to them by ``dependsOn`` are planned again, with the rows that time
-    alone may change (a lock turning stale, a backoff ending); a new desired
-    snapshot re-plans everything. So 10,000 environments cost one pass per
-    desired commit, not one per request or per transition.
+    alone may change (a lock turning stale, a backoff ending). A new desired
+    commit re-plans what it concerns, as the daemon wakes it
+    (``desired/changes.py``), or everything when in doubt. So 10,000
+    environments are planned once, not once per request, push or transition.
     """
 
     def __init__(self, source: FleetSource) -> None:
@@ -54,8 +56,10 @@ class FleetView:
         log = event_log(engine.store)
         with self._lock:
             tip = log.tip_id() if log is not None else None
-            if snapshot is not self._snapshot or log is None:
+            if log is None or self._snapshot is None:
                 self._rebuild(engine, snapshot, tip)
+            elif snapshot is not self._snapshot:
+                self._new_desired(engine, snapshot, tip)
             elif tip != self._tip:
                 self._update(engine, snapshot, tip)
             else:
@@ -69,11 +73,23 @@ class FleetView:
         self._sorted = records
         self._snapshot, self._tip = snapshot, tip
 
-    def _update(self, engine: Engine, snapshot: DesiredSnapshot, tip: str | None) -> None:
+    def _new_desired(self, engine: Engine, snapshot: DesiredSnapshot, tip: str | None) -> None:
+        """A new desired commit: only the environments it concerns (and their dependents) change plan."""
+        assert self._snapshot is not None
+        wake = concerned(engine.repo, self._snapshot, snapshot)
+        if wake.names is None:
+            self._rebuild(engine, snapshot, tip)
+            return
+        self._snapshot = snapshot
+        self._update(engine, snapshot, tip, also=set(wake.names))
+
+    def _update(
+        self, engine: Engine, snapshot: DesiredSnapshot, tip: str | None, also: set[str] | None = None
+    ) -> None:
         observed = engine.store.read_all()
         previous = self._observed
         changed = {n for n in observed.keys() | previous.keys() if observed.get(n) is not previous.get(n)}
-        affected = set(changed)
+        affected = changed | (also or set())
         for name in changed:
             affected |= related(snapshot, name)
         affected |= {n for n, r in self._rows.items() if is_time_sensitive(r)}

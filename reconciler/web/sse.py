@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,8 @@ from reconciler.engine.fleet import event_log
 from reconciler.store.events import Event, EventLog
 from reconciler.views import FORMAT_VERSION
 from reconciler.web.fleet import FleetSource
+
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 #: A comment line this often keeps proxies from closing an idle stream.
@@ -41,27 +44,40 @@ def _log(source: FleetSource) -> EventLog | None:
 
 
 async def _stream(source: FleetSource, cursor: str | None, stopping: threading.Event) -> AsyncIterator[str]:
+    log: EventLog | None = None
+    try:  # where the stream starts is fixed before the client hears anything: nothing after is missed
+        log = await to_thread.run_sync(_log, source)
+        if log is not None and cursor is None:
+            cursor = await to_thread.run_sync(log.tip_id)
+    except Exception as e:
+        logger.warning("event stream cannot read the state branch", extra={"error": str(e)})
     yield "retry: 1000\n\n"
-    log = await to_thread.run_sync(_log, source)
-    if cursor is None and log is not None:
-        cursor = await to_thread.run_sync(log.tip_id)
-    quiet = 0.0
+    quiet = KEEPALIVE_SECONDS
+    failing = False
     while not stopping.is_set():
-        await asyncio.sleep(POLL_SECONDS)
-        quiet += POLL_SECONDS
-        if log is None:  # no desired state yet, or no state branch: look again
-            log = await to_thread.run_sync(_log, source)
-            continue
-        tip = await to_thread.run_sync(log.tip_id)
-        if tip != cursor and tip is not None:
-            events, reached = await to_thread.run_sync(log.after, cursor)
-            for event in events[-MAX_BATCH:]:
-                yield format_event(event)
-            cursor = reached or tip
-            quiet = 0.0 if events else quiet
+        try:
+            if log is None:  # no desired state read yet (a starting daemon), or no state branch
+                log = await to_thread.run_sync(_log, source)
+                if log is not None and cursor is None:
+                    cursor = await to_thread.run_sync(log.tip_id)
+            else:
+                tip = await to_thread.run_sync(log.tip_id)
+                if tip != cursor and tip is not None:
+                    events, reached = await to_thread.run_sync(log.after, cursor)
+                    for event in events[-MAX_BATCH:]:
+                        yield format_event(event)
+                    cursor = reached or tip
+                    quiet = 0.0 if events else quiet
+            failing = False
+        except Exception as e:  # the state branch unreadable for a moment: say it once, keep the stream
+            if not failing:
+                logger.warning("event stream cannot read the state branch", extra={"error": str(e)})
+            failing = True
         if quiet >= KEEPALIVE_SECONDS:
             quiet = 0.0
             yield ": keepalive\n\n"
+        await asyncio.sleep(POLL_SECONDS)
+        quiet += POLL_SECONDS
 
 
 def events_endpoint(source: FleetSource, stopping: threading.Event, request: Request) -> Response:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import git
 from tests.engine.conftest import GitOpsRepo, counting_phases, env_file
 from tests.web.conftest import Served
 
@@ -47,3 +48,21 @@ def test_a_state_change_updates_the_environment_and_those_that_depend_on_it(
         "none": 1,
         "running": 1,
     }  # web never observed yet
+
+
+def test_a_desired_commit_updates_what_it_concerns_and_leaves_the_rest(
+    fleet: GitOpsRepo, served: Served
+) -> None:
+    before = {r["name"]: r for r in served.json("/api/v1/environments")["environments"]}
+    assert before["web"]["desired"] == "running"
+
+    fleet.commit({"environments/web.yaml": env_file("web", "destroyed", dependsOn=["db"])}, "retire web")
+    fleet.commit({"environments/cache.yaml": env_file("cache", "running")}, "add cache")
+
+    data = served.json("/api/v1/environments")
+    after = {r["name"]: r for r in data["environments"]}
+    assert list(after) == ["cache", "db", "web"]
+    assert (after["web"]["desired"], after["web"]["verdict"]) == ("destroyed", "converged")  # never created
+    assert (after["cache"]["declared"], after["cache"]["observed"]) == (True, None)
+    assert after["db"] == before["db"]
+    assert data["desiredCommit"] == git(fleet.path, "rev-parse", "HEAD").strip()
