@@ -548,9 +548,17 @@
     } else hide("drift");
 
     const items = (history && (history.events || history.history)) || [];
+    let older = "";
+    if (items.length >= historyLimit && historyLimit < MAX_HISTORY) {
+      older = el("button", { type: "button", class: "older" }, "older events…");
+      older.addEventListener("click", () => {
+        historyLimit = Math.min(MAX_HISTORY, historyLimit * 4);
+        refreshEnvironment();
+      });
+    }
     section("history", "History", items.length
       ? el("ol", { class: "timeline" }, items.map(historyItem))
-      : el("p", { class: "muted" }, "No transition recorded yet."));
+      : el("p", { class: "muted" }, "No transition recorded yet."), older);
   }
 
   function historyItem(item) {
@@ -573,7 +581,7 @@
     let env;
     let history;
     try {
-      [env, history] = await Promise.all([getJSON(base), getJSON(base + "/history?limit=50")]);
+      [env, history] = await Promise.all([getJSON(base), getJSON(base + "/history?limit=" + historyLimit)]);
     } catch (error) {
       showError(error);
       replace(byId("env-name"), name);
@@ -584,14 +592,18 @@
     document.body.dataset.loaded = String((Number(document.body.dataset.loaded) || 0) + 1);
   }
 
+  let historyLimit = 50;
+  const MAX_HISTORY = 1000; // the API's most
+  let refreshEnvironment = () => {};
+
   function environmentPage() {
-    const refresh = coalesced(loadEnvironment);
+    refreshEnvironment = coalesced(loadEnvironment);
     const name = environmentName();
     onStateCommit = (data) => {
       const about = data && (data.environment || data.name);
-      if (!about || about === name) refresh();
+      if (!about || about === name) refreshEnvironment();
     };
-    refresh();
+    refreshEnvironment();
   }
 
   // "3 min ago" stays true on a page nobody refreshes.
