@@ -93,8 +93,6 @@
 
   // -- the API, with the bearer token asked for once ------------------------------------------
 
-  class Unauthorized extends Error {}
-
   function token() {
     return window.sessionStorage.getItem(TOKEN_KEY);
   }
@@ -173,7 +171,10 @@
       live.className = "live live-off";
       replace(live, "reconnecting…");
       // The browser retries a dropped stream by itself, but not one refused with an HTTP error.
-      if (events.readyState === EventSource.CLOSED) window.setTimeout(reconnectEvents, 3000);
+      // While the token form is up, sending it reconnects.
+      if (events.readyState === EventSource.CLOSED) {
+        window.setTimeout(() => tokenWaiters === null && reconnectEvents(), 3000);
+      }
     };
     const handle = (message) => {
       let data = null;
@@ -185,7 +186,8 @@
       onStateCommit(data);
     };
     events.onmessage = handle;
-    for (const kind of ["transition", "drift", "in-sync", "suspend", "resume", "retry", "unlock", "commit"]) {
+    // SSE delivers a named event only to listeners of that name: every kind of SPEC 4.1.
+    for (const kind of ["transition", "drift", "in-sync", "suspend", "resume", "retry", "unlock"]) {
       events.addEventListener(kind, handle);
     }
   }
