@@ -70,6 +70,13 @@ def test_a_pushed_change_goes_through_its_phases_on_the_open_page_without_a_relo
     assert pages.foreign_requests(page, daemon.url("")) == []
     assert pages.script_errors(page) == []
 
+    assert page.find_element(By.ID, "live").text == "live"
+    daemon.stop()
+    wait_until(
+        page, "the page to say it lost the server", lambda d: d.find_element(By.ID, "live").text != "live"
+    )
+    assert page.find_element(By.ID, "live").text == "reconnecting…"
+
 
 def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_happen(
     page: Any, server: Server, daemons: Daemons, tmp_path: Path, screenshots: Path
@@ -161,6 +168,13 @@ def test_filters_and_pages_are_kept_in_the_url(
     assert "offset=2" in page.current_url
     page.back()
     wait_until(page, "the first page again", lambda d: pages.rows(d) == ["api", "db"])
+
+    page.find_element(By.NAME, "selector").send_keys("team")  # no '=': the API's refusal, as it says it
+    page.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    wait_until(page, "the refusal", lambda d: d.find_element(By.ID, "problem").is_displayed())
+    assert pages.rows(page) == []  # no stale rows beside the refusal
+    problem = page.find_element(By.ID, "problem").text
+    assert "selector" in problem and "key=value" in problem, problem
 
 
 def test_a_long_history_shows_its_newest_events_and_older_ones_on_demand(

@@ -355,6 +355,13 @@
       body = await getJSON(API + "/environments?" + params.toString());
     } catch (error) {
       showError(error);
+      if (error.status >= 400 && error.status < 500) {
+        // The filter was refused: no rows answer it. (A server that is away keeps the last rows.)
+        for (const id of ["fleet-rows", "counts", "pager"]) {
+          byId(id).replaceChildren();
+          delete byId(id).dataset.signature;
+        }
+      }
       return;
     }
     showError(null);
