@@ -51,6 +51,7 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
     from reconciler.cli import (  # noqa: F401
+        commands_check,
         commands_daemon,
         commands_desired,
         commands_log,

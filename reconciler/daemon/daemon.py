@@ -47,6 +47,7 @@ from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired, config_at
 from reconciler.engine.apply import targets
+from reconciler.engine.drift import Finding
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
 from reconciler.notify import DeliveryStats, NotificationFeed
@@ -421,6 +422,7 @@ class Daemon:
                 data_dir=self.workspace.data_dir,
                 environ=self._environ,
                 cancel=self._cancel,
+                on_check=self._on_check,
             )
             with self._state_lock:
                 self._store, self._engine = store, engine
@@ -659,8 +661,18 @@ class Daemon:
             self._checks_wanted.discard(name)
         try:
             result = engine.reconcile(snapshot, name)
-            if result.ok and check and name in snapshot.environments:
-                result = engine.check(snapshot, name)
+            desired = snapshot.environments.get(name)
+            if result.ok and check and desired is not None:
+                with self._state_lock:
+                    uncured = self._check_failures.get(name, 0)
+                # A heal that does not cure is tried again at most retry.limit times in a row (decision 020).
+                heal = uncured <= desired.spec.retry.limit
+                if not heal:
+                    logger.warning(
+                        "drift not healed: earlier heals did not cure it",
+                        extra={"environment": name, "heals": uncured},
+                    )
+                result = engine.check(snapshot, name, heal=heal)
                 self._note_check(name, result)
         except Stopping:
             return
@@ -708,6 +720,9 @@ class Daemon:
         if result.outcome is Outcome.SUSPENDED:
             self.metrics.checks.inc("failing")  # reported only: a suspended environment is never healed
             return
+        if result.outcome is Outcome.DRIFTED:
+            self.metrics.checks.inc("drifted")  # reported only: not to be healed (now)
+            return
         if result.outcome is Outcome.FAILED and result.failure is None:
             self.metrics.checks.inc("failing")
             with self._state_lock:
@@ -742,6 +757,9 @@ class Daemon:
         return snapshot.dependents.get(name, frozenset()).union(dependencies)
 
     # -- metrics and health ---------------------------------------------------------------
+
+    def _on_check(self, name: str, finding: Finding, seconds: float) -> None:
+        self.metrics.observe_check(name, str(finding.status), seconds)
 
     def _on_phase(self, phase: str, result: str, duration: float) -> None:
         self.metrics.transitions.inc(phase, result)

@@ -119,6 +119,10 @@ class _BuildInfo(Collector):
         )
 
 
+#: ``reconcile_drift_status``'s values of ``status`` (SPEC 3.1).
+DRIFT_STATUSES = ("in_sync", "drifted", "failing")
+
+
 class DaemonMetrics:
     """The names ``/metrics`` serves (documented in docs/operations.md)."""
 
@@ -189,12 +193,32 @@ class DaemonMetrics:
             "is unsigned or not signed by an allowed key; else 0.",
         )
         self.tip_unverified.set(0.0)
+        self.drift = Gauge(
+            r,
+            "reconcile_drift_status",
+            "Per environment, 1 for what its last look for drift found (in_sync, drifted, failing) "
+            "and 0 for the other two; absent until it was looked at.",
+            ["environment", "status"],
+        )
+        self.check_duration = Histogram(
+            r,
+            "reconcile_check_duration_seconds",
+            "Wall time of one look for drift of one environment (its probes and check steps), "
+            "by what it found.",
+            ["status"],
+        )
         self.shard = Gauge(
             r,
             "reconcile_shard_info",
             "Always 1: this daemon's --shard (index 0 of count 1 without --shard: any environment).",
             ["index", "count"],
         )
+
+    def observe_check(self, environment: str, status: str, seconds: float) -> None:
+        """One look for drift of ``environment`` found ``status`` in ``seconds``."""
+        self.check_duration.observe(seconds, status)
+        for each in DRIFT_STATUSES:
+            self.drift.set(1.0 if each == status else 0.0, environment, each)
 
 
 class _FleetLike(Protocol):
