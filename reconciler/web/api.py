@@ -46,15 +46,22 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _state(row: dict[str, Any]) -> str:
+    """The row's observed state for counts and the state filter: ``none`` never observed, ``corrupt``."""
+    if row["observed"] is not None:
+        return str(row["observed"])
+    return "corrupt" if row["verdict"] == "corrupt" else "none"
+
+
 def _states(text: str | None) -> set[str] | None:
     if not text:
         return None
     wanted = {s.strip() for s in text.split(",") if s.strip()}
-    unknown = sorted(wanted - set(STATES_BY_NAME) - {"none"})
+    unknown = sorted(wanted - set(STATES_BY_NAME) - {"none", "corrupt"})
     if unknown:
         raise BadQuery(
             f"state={unknown[0]!r} is not a state: expected one or more of {', '.join(STATES_BY_NAME)} "
-            "or none (never observed), comma-separated"
+            "none (never observed) or corrupt (unreadable state.json), comma-separated"
         )
     return wanted
 
@@ -84,9 +91,9 @@ def list_environments(view: FleetView, request: Request) -> JSONResponse:
         return error(400, str(e))
     rows, tip, snapshot = view.rows()
     selected = [r for r in rows if matches(r)]
-    counts = Counter(r["observed"] or "none" for r in selected)
+    counts = Counter(_state(r) for r in selected)
     if states is not None:
-        selected = [r for r in selected if (r["observed"] or "none") in states]
+        selected = [r for r in selected if _state(r) in states]
     return _json(
         {
             "stateCommit": tip,

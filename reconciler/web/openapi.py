@@ -115,8 +115,8 @@ def document() -> dict[str, Any]:
                         "limit": {"type": "integer"},
                         "counts": {
                             "type": "object",
-                            "description": "by observed state ('none': never observed), over the rows "
-                            "matching selector and name (before the state filter)",
+                            "description": "by observed state ('none': never observed, 'corrupt'), over "
+                            "the rows matching selector and name (before the state filter)",
                             "additionalProperties": {"type": "integer"},
                         },
                         "converged": {"type": "integer"},
@@ -161,7 +161,11 @@ def document() -> dict[str, Any]:
                         _query(
                             "selector", "labels: key=value or key!=value, comma-separated", {"type": "string"}
                         ),
-                        _query("state", "observed states (or 'none'), comma-separated", {"type": "string"}),
+                        _query(
+                            "state",
+                            "observed states, 'none' or 'corrupt', comma-separated",
+                            {"type": "string"},
+                        ),
                         _query("name", "a substring of the name", {"type": "string"}),
                         _query("limit", "rows per page", {"type": "integer", "minimum": 1, "maximum": 10000}),
                         _query("offset", "rows skipped", {"type": "integer", "minimum": 0}),

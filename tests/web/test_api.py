@@ -174,6 +174,12 @@ def test_a_corrupt_state_document_is_reported_not_a_server_error(fleet: GitOpsRe
     detail = served.json("/api/v1/environments/web")["environment"]
 
     assert rows["web"]["verdict"] == "corrupt"
+    assert served.json("/api/v1/environments")["counts"] == {
+        "corrupt": 1,
+        "provision_failed": 1,
+        "running": 1,
+    }
+    assert [r["name"] for r in served.json("/api/v1/environments?state=corrupt")["environments"]] == ["web"]
     assert "flying" in rows["web"]["problems"][0]
     assert rows["api"]["observed"] == "running"  # the others still shown
     assert detail["verdict"] == "corrupt"
