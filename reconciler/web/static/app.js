@@ -80,6 +80,7 @@
 
   function stateBadge(state) {
     if (!state || state === "none") return el("span", { class: "muted", title: "no state.json on the state branch" }, "not observed");
+    if (state === "corrupt") return el("span", { class: "state state-error", title: "its state.json cannot be read" }, "corrupt state.json");
     let kind = "progress";
     if (state.endsWith("_failed") || state === "corrupt" || state === "invalid") kind = "error";
     else if (state === "running" || state === "destroyed") kind = "done";
@@ -333,7 +334,7 @@
   function fleetRow(row, previous) {
     const tr = el("tr", { "data-name": row.name },
       el("td", { class: "name" }, el("a", { href: envHref(row.name) }, row.name)),
-      el("td", { class: "observed" }, stateBadge(row.observed)),
+      el("td", { class: "observed" }, stateBadge(row.corrupt ? "corrupt" : row.observed)),
       el("td", { class: "desired" }, row.desired || (row.declared === false ? el("span", { class: "muted" }, "not declared") : "")),
       el("td", { class: "converged" }, convergedCell(row)),
       el("td", { class: "drift" }, driftCell(row.drift, row.suspended)),
@@ -404,6 +405,8 @@
     const form = byId("filters");
     const stateSelect = byId("filter-state");
     for (const state of STATES) stateSelect.appendChild(el("option", { value: state }, state));
+    stateSelect.appendChild(el("option", { value: "none" }, "not observed"));
+    stateSelect.appendChild(el("option", { value: "corrupt" }, "corrupt state.json"));
     const fill = () => {
       const query = fleetQuery();
       form.elements.selector.value = query.selector;
@@ -493,7 +496,7 @@
     document.title = name + " · reconciler";
     replace(byId("env-name"), name);
     section("summary", "Summary", definitionList([
-      ["observed", stateBadge(env.observed || state.state)],
+      ["observed", stateBadge(env.corrupt ? "corrupt" : env.observed || state.state)],
       ["desired", env.desired || spec.desiredState || ""],
       ["converged", env.converged === undefined ? "" : convergedCell(env)],
       ["why", env.reason],
