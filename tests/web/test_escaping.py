@@ -190,6 +190,7 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
         assert pages.cell(page, "drifting", "drift") == "drifted"
         assert pages.cell(page, "broken", "observed") == "corrupt state.json"
         assert "corrupt state.json" in pages.cell(page, "broken", "failure-cell")  # and why
+        screenshot(page, screenshots, "escaping-planted-fleet")
         assert pages.cell(page, "planted", "failure-cell").count(PAYLOAD) == 2  # step and summary
         assert PAYLOAD in pages.cell(page, "locked", "lock-cell")  # the holder's host
         assert PAYLOAD in pages.cell(page, "planted", "last")  # the actor

@@ -312,9 +312,10 @@
     if (failure && typeof failure === "object") {
       const step = failure.failedStep ? failure.failedStep + ": " : "";
       const attempt = failure.attempt ? " (attempt " + failure.attempt + ")" : "";
-      parts.push(el("span", { class: "failure", title: failure.errorKind || "" }, step + (failure.errorSummary || "") + attempt));
-    } else if (failure) parts.push(el("span", { class: "failure" }, String(failure)));
-    for (const problem of problems || []) parts.push(el("div", { class: "failure problem-line" }, String(problem)));
+      const text = step + (failure.errorSummary || "") + attempt;
+      parts.push(el("span", { class: "failure", title: (failure.errorKind ? failure.errorKind + ": " : "") + text }, text));
+    } else if (failure) parts.push(el("span", { class: "failure", title: String(failure) }, String(failure)));
+    for (const problem of problems || []) parts.push(el("div", { class: "failure", title: String(problem) }, String(problem)));
     return parts;
   }
 
