@@ -32,8 +32,8 @@ def document(**fields: Any) -> JSON:
 def error_document(message: str, kind: str) -> JSON:
     """What a command writes to stderr instead of ``error: ...`` under ``--format json``.
 
-    ``kind`` is one word a script can branch on: ``usage`` (exit 2), ``not_found``,
-    ``invalid``, ``lost_race``, ``failed``, ``error`` (all exit 1).
+    ``kind`` is one word a script can branch on: ``usage`` (exit 2), ``not_found``
+    (an unknown environment), ``interrupted`` (aborted) or ``error`` (exit 1).
     """
     return document(error={"message": message, "kind": kind})
 

@@ -19,7 +19,6 @@ from uuid import UUID
 
 import pygit2
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -43,11 +42,13 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     OutputFormat,
     SelectorOption,
+    complete_environment,
     nothing_selected,
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail, no_color
+from reconciler.cli.output import console as make_console
+from reconciler.cli.output import err, fail
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
@@ -159,7 +160,8 @@ def _print_json_rows(data: dict[str, Any], key: str) -> None:
 @app.command()
 def apply(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
+        list[str] | None,
+        typer.Argument(help="Environments to reconcile (default: all).", autocompletion=complete_environment),
     ] = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -203,7 +205,7 @@ def apply(
             except UnknownEnvironment as e:
                 raise _fail(str(e), kind="not_found") from e
             names = _select_names(snapshot, known if names else None, chosen, fmt)
-        console = Console(stderr=True, soft_wrap=True)
+        console = make_console(stderr=True, soft_wrap=True)
         live = fmt is OutputFormat.TEXT and console.is_terminal
 
         def progress(event: TransitionEvent) -> None:
@@ -337,7 +339,10 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One environment (default: all).", autocompletion=complete_environment),
+    ] = None,
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -384,7 +389,7 @@ def status(
             table.add_column(col)
         for row in rows:
             table.add_row(*(escape(cell) for cell in status_cells(row)))
-        Console(width=160, no_color=no_color()).print(table)
+        make_console(width=160).print(table)
 
 
 def status_cells(row: dict[str, Any]) -> list[str]:
@@ -466,12 +471,12 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
             if not failure
             else escape(f"{failure.get('failedStep', '')}: {failure.get('errorSummary', '')}"),
         )
-    Console(width=160).print(table)
+    make_console(width=160).print(table)
 
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -531,7 +536,10 @@ def show(
 
 @app.command()
 def history(
-    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Environments (default: all).", autocompletion=complete_environment),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", metavar="TIME", help="Events at or after this RFC 3339 time."),
@@ -629,7 +637,7 @@ def _show_at(st: StateStore, repo: pygit2.Repository, at: str, name: str, fmt: O
 
 def _phase_command(phase: Phase) -> None:
     def command(
-        name: Annotated[str, typer.Argument(help="The environment.")],
+        name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
         repo: Repo = Path("."),
         data_dir: DataDir = None,
         store: Store = "git",
@@ -707,7 +715,7 @@ for _phase in Phase:
 
 @app.command()
 def retry(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     store: Store = "git",
@@ -725,7 +733,7 @@ def retry(
 
 @app.command()
 def unlock(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
