@@ -80,7 +80,7 @@ def serve(repo: Path, data: Path, log: Path) -> tuple[subprocess.Popen[bytes], s
 
 def get(url: str) -> tuple[float, bytes]:
     began = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=120) as response:
         body = response.read()
     return time.perf_counter() - began, body
 

@@ -122,6 +122,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    browser.get_log("browser")  # what an earlier test's page said as its server went away
     yield browser
     with contextlib.suppress(Exception):  # a page that never loaded has no storage to clear
         browser.execute_script("window.sessionStorage.clear()")

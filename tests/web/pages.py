@@ -73,3 +73,14 @@ def same_document(driver: Any) -> bool:
 def loads(driver: Any) -> int:
     """How many times the page has rendered data from the API (``data-loaded``)."""
     return int(driver.execute_script("return Number(document.body.dataset.loaded || 0)"))
+
+
+def foreign_requests(driver: Any, origin: str) -> list[str]:
+    """Every resource the page loaded from anywhere but ``origin`` (no CDN, no fonts, nothing)."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return [str(n) for n in names if not str(n).startswith(origin + "/")]
+
+
+def script_errors(driver: Any) -> list[str]:
+    """What the page's console reported as errors since the last call (a failing script, a 404)."""
+    return [str(e["message"]) for e in driver.get_log("browser") if e["level"] == "SEVERE"]

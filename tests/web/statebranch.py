@@ -37,14 +37,7 @@ def commit_state(
     detail: str | None = None,
 ) -> str:
     """One transition commit putting ``document`` at ``<name>/state.json``, the others kept."""
-    r = pygit2.Repository(str(repo))
     name, to_state = document["name"], document["state"]
-    reference = r.references.get(STATE_REF)
-    parent: Any = r.get(reference.target) if reference is not None else None
-    top = r.TreeBuilder(parent.tree) if parent is not None else r.TreeBuilder()
-    sub = r.TreeBuilder()
-    sub.insert("state.json", r.create_blob(json.dumps(document).encode()), pygit2.GIT_FILEMODE_BLOB)
-    top.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
     body = f"{detail}\n\n" if detail else ""
     message = (
         f"{name}: {from_state} -> {to_state}\n\n{body}"
@@ -52,6 +45,18 @@ def commit_state(
         f"Reconcile-Desired-Commit: {document['desiredCommit']}\nReconcile-Holder: {holder}\n"
         f"Reconcile-Actor: {actor}\nReconcile-Event: transition\n"
     )
+    return commit_blob(repo, name, json.dumps(document).encode(), message)
+
+
+def commit_blob(repo: Path, name: str, data: bytes, message: str) -> str:
+    """A commit putting ``data`` at ``<name>/state.json`` as it is (valid or not), the others kept."""
+    r = pygit2.Repository(str(repo))
+    reference = r.references.get(STATE_REF)
+    parent: Any = r.get(reference.target) if reference is not None else None
+    top = r.TreeBuilder(parent.tree) if parent is not None else r.TreeBuilder()
+    sub = r.TreeBuilder()
+    sub.insert("state.json", r.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
+    top.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
     signature = pygit2.Signature("tester", "tester@example.com")
     parents = [parent.id] if parent is not None else []
     return str(r.create_commit(STATE_REF, signature, signature, message, top.write(), parents))

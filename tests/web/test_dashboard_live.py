@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from tests.conftest import git
 from tests.daemon.kit import Daemons, Server, shell_env, state_is, wait_for
 from tests.web import pages
 from tests.web.browser import screenshot, wait_until
+from tests.web.serve import serve
+from tests.web.statebranch import commit_state, state_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -64,6 +67,15 @@ def test_a_pushed_change_goes_through_its_phases_on_the_open_page_without_a_relo
     assert pages.cell(page, "api", "observed") == "running"
     assert "destroying → destroyed" in pages.cell(page, "web", "last")
     screenshot(page, screenshots, "fleet-destroyed")
+    assert pages.foreign_requests(page, daemon.url("")) == []
+    assert pages.script_errors(page) == []
+
+    assert page.find_element(By.ID, "live").text == "live"
+    daemon.stop()
+    wait_until(
+        page, "the page to say it lost the server", lambda d: d.find_element(By.ID, "live").text != "live"
+    )
+    assert page.find_element(By.ID, "live").text == "reconnecting…"
 
 
 def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_happen(
@@ -108,6 +120,8 @@ def test_the_environment_page_shows_phases_history_and_new_transitions_as_they_h
         40,
     )
     assert pages.same_document(page)
+    assert pages.foreign_requests(page, daemon.url("")) == []
+    assert pages.script_errors(page) == []
     newest = page.execute_script("return document.querySelector('#history li').textContent")
     assert "running" in newest
     assert second[:12] in newest
@@ -154,3 +168,36 @@ def test_filters_and_pages_are_kept_in_the_url(
     assert "offset=2" in page.current_url
     page.back()
     wait_until(page, "the first page again", lambda d: pages.rows(d) == ["api", "db"])
+
+    page.find_element(By.NAME, "selector").send_keys("team")  # no '=': the API's refusal, as it says it
+    page.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    wait_until(page, "the refusal", lambda d: d.find_element(By.ID, "problem").is_displayed())
+    assert pages.rows(page) == []  # no stale rows beside the refusal
+    problem = page.find_element(By.ID, "problem").text
+    assert "selector" in problem and "key=value" in problem, problem
+
+
+def test_a_long_history_shows_its_newest_events_and_older_ones_on_demand(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    server.write(
+        "environments/web.yaml",
+        "apiVersion: reconciler/v1\nkind: Environment\n"
+        "metadata: {name: web}\nspec: {desiredState: running}\n",
+    )
+    server.push("add web")
+    desired = git(server.clone, "rev-parse", "HEAD").strip()
+    states = ["released", "starting", "running", "releasing"] * 20  # 80 transitions
+    for before, after in itertools.pairwise(["configured", *states]):
+        commit_state(server.bare, state_json("web", after, desired), before)
+
+    with serve(server.bare, tmp_path / "data", tmp_path / "serve.log") as served:
+        page.get(served.url("/environments/web"))
+        wait_until(page, "the history", lambda d: d.find_elements(By.CSS_SELECTOR, "#history li"))
+        assert len(page.find_elements(By.CSS_SELECTOR, "#history li")) == 50
+        assert "running → releasing" in page.execute_script(
+            "return document.querySelector('#history li').textContent"
+        )
+        page.find_element(By.CSS_SELECTOR, "#history button.older").click()
+        wait_until(page, "every event", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 80)
+        assert page.find_elements(By.CSS_SELECTOR, "#history button.older") == []

@@ -28,7 +28,7 @@ from tests.daemon.kit import ROOT, Daemons, Server, state_of, wait_for
 from tests.web import pages
 from tests.web.browser import screenshot, wait_until
 from tests.web.serve import serve
-from tests.web.statebranch import NOW, commit_state, state_json
+from tests.web.statebranch import NOW, commit_blob, commit_state, state_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -157,12 +157,16 @@ def planted_state(repo: Path, desired: str, data: Path) -> None:
     }
     planted = state_json("planted", "provision_failed", desired, outputs={PAYLOAD: PAYLOAD}, failure=failure)
     commit_state(repo, planted, "provisioning", actor=PAYLOAD, holder=PAYLOAD, detail=PAYLOAD)
+    drift = {"status": "drifted", "phase": PAYLOAD, "step": PAYLOAD, "summary": PAYLOAD, "checkedAt": NOW,
+             "since": NOW}  # fmt: skip
+    commit_state(repo, state_json("drifting", "running", desired, drift=drift), "starting")
+    commit_blob(repo, "broken", PAYLOAD.encode(), "broken: written by hand\n")  # not JSON at all
 
 
 def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
     unguarded: Any, server: Server, tmp_path: Path, screenshots: Path
 ) -> None:
-    for name in ("planted", "locked"):
+    for name in ("planted", "locked", "drifting", "broken"):
         server.write(
             f"environments/{name}.yaml",
             "apiVersion: reconciler/v1\nkind: Environment\n"
@@ -182,7 +186,11 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
     page = unguarded
     with serve(server.bare, data, tmp_path / "serve.log") as served:
         page.get(served.url("/"))
-        wait_until(page, "both rows", lambda d: pages.rows(d) == ["locked", "planted"])
+        wait_until(page, "the rows", lambda d: pages.rows(d) == ["broken", "drifting", "locked", "planted"])
+        assert pages.cell(page, "drifting", "drift") == "drifted"
+        assert pages.cell(page, "broken", "observed") == "corrupt state.json"
+        assert "corrupt state.json" in pages.cell(page, "broken", "failure-cell")  # and why
+        screenshot(page, screenshots, "escaping-planted-fleet")
         assert pages.cell(page, "planted", "failure-cell").count(PAYLOAD) == 2  # step and summary
         assert PAYLOAD in pages.cell(page, "locked", "lock-cell")  # the holder's host
         assert PAYLOAD in pages.cell(page, "planted", "last")  # the actor
@@ -197,6 +205,10 @@ def test_every_free_string_of_a_planted_state_branch_is_shown_as_text(
         history = page.find_element(By.ID, "history").text
         assert history.count(PAYLOAD) >= 2  # the actor and the free text
         assert PAYLOAD in page.find_element(By.ID, "drift").text  # why it is suspended
+        assert_nothing_ran(page)
+
+        page.get(served.url("/environments/drifting"))
+        wait_until(page, "the drift", lambda d: d.find_element(By.ID, "drift").text.count(PAYLOAD) == 3)
         assert_nothing_ran(page)
 
         page.get(served.url("/environments/locked"))

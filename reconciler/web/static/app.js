@@ -43,7 +43,7 @@
     append(node, children);
   }
 
-  // Only our own paths and http(s) links become links: never javascript: or data: URLs.
+  // Only our own paths and http(s) links become links: never a script or data URL.
   function safeHref(value) {
     const url = new URL(String(value), window.location.href);
     return url.protocol === "http:" || url.protocol === "https:" ? url.href : "#";
@@ -80,6 +80,7 @@
 
   function stateBadge(state) {
     if (!state || state === "none") return el("span", { class: "muted", title: "no state.json on the state branch" }, "not observed");
+    if (state === "corrupt") return el("span", { class: "state state-error", title: "its state.json cannot be read" }, "corrupt state.json");
     let kind = "progress";
     if (state.endsWith("_failed") || state === "corrupt" || state === "invalid") kind = "error";
     else if (state === "running" || state === "destroyed") kind = "done";
@@ -92,8 +93,6 @@
   }
 
   // -- the API, with the bearer token asked for once ------------------------------------------
-
-  class Unauthorized extends Error {}
 
   function token() {
     return window.sessionStorage.getItem(TOKEN_KEY);
@@ -173,7 +172,10 @@
       live.className = "live live-off";
       replace(live, "reconnecting…");
       // The browser retries a dropped stream by itself, but not one refused with an HTTP error.
-      if (events.readyState === EventSource.CLOSED) window.setTimeout(reconnectEvents, 3000);
+      // While the token form is up, sending it reconnects.
+      if (events.readyState === EventSource.CLOSED) {
+        window.setTimeout(() => tokenWaiters === null && reconnectEvents(), 3000);
+      }
     };
     const handle = (message) => {
       let data = null;
@@ -185,7 +187,8 @@
       onStateCommit(data);
     };
     events.onmessage = handle;
-    for (const kind of ["transition", "drift", "in-sync", "suspend", "resume", "retry", "unlock", "commit"]) {
+    // SSE delivers a named event only to listeners of that name: every kind of SPEC 4.1.
+    for (const kind of ["transition", "drift", "in-sync", "suspend", "resume", "retry", "unlock"]) {
       events.addEventListener(kind, handle);
     }
   }
@@ -309,9 +312,10 @@
     if (failure && typeof failure === "object") {
       const step = failure.failedStep ? failure.failedStep + ": " : "";
       const attempt = failure.attempt ? " (attempt " + failure.attempt + ")" : "";
-      parts.push(el("span", { class: "failure", title: failure.errorKind || "" }, step + (failure.errorSummary || "") + attempt));
-    } else if (failure) parts.push(el("span", { class: "failure" }, String(failure)));
-    for (const problem of problems || []) parts.push(el("div", { class: "failure problem-line" }, String(problem)));
+      const text = step + (failure.errorSummary || "") + attempt;
+      parts.push(el("span", { class: "failure", title: (failure.errorKind ? failure.errorKind + ": " : "") + text }, text));
+    } else if (failure) parts.push(el("span", { class: "failure", title: String(failure) }, String(failure)));
+    for (const problem of problems || []) parts.push(el("div", { class: "failure", title: String(problem) }, String(problem)));
     return parts;
   }
 
@@ -331,8 +335,8 @@
   function fleetRow(row, previous) {
     const tr = el("tr", { "data-name": row.name },
       el("td", { class: "name" }, el("a", { href: envHref(row.name) }, row.name)),
-      el("td", { class: "observed" }, stateBadge(row.observed)),
-      el("td", { class: "desired" }, row.desired || ""),
+      el("td", { class: "observed" }, stateBadge(row.corrupt ? "corrupt" : row.observed)),
+      el("td", { class: "desired" }, row.desired || (row.declared === false ? el("span", { class: "muted" }, "not declared") : "")),
       el("td", { class: "converged" }, convergedCell(row)),
       el("td", { class: "drift" }, driftCell(row.drift, row.suspended)),
       el("td", { class: "lock-cell" }, lockCell(row.lock)),
@@ -353,6 +357,13 @@
       body = await getJSON(API + "/environments?" + params.toString());
     } catch (error) {
       showError(error);
+      if (error.status >= 400 && error.status < 500) {
+        // The filter was refused: no rows answer it. (A server that is away keeps the last rows.)
+        for (const id of ["fleet-rows", "counts", "pager"]) {
+          byId(id).replaceChildren();
+          delete byId(id).dataset.signature;
+        }
+      }
       return;
     }
     showError(null);
@@ -395,6 +406,8 @@
     const form = byId("filters");
     const stateSelect = byId("filter-state");
     for (const state of STATES) stateSelect.appendChild(el("option", { value: state }, state));
+    stateSelect.appendChild(el("option", { value: "none" }, "not observed"));
+    stateSelect.appendChild(el("option", { value: "corrupt" }, "corrupt state.json"));
     const fill = () => {
       const query = fleetQuery();
       form.elements.selector.value = query.selector;
@@ -484,7 +497,7 @@
     document.title = name + " · reconciler";
     replace(byId("env-name"), name);
     section("summary", "Summary", definitionList([
-      ["observed", stateBadge(env.observed || state.state)],
+      ["observed", stateBadge(env.corrupt ? "corrupt" : env.observed || state.state)],
       ["desired", env.desired || spec.desiredState || ""],
       ["converged", env.converged === undefined ? "" : convergedCell(env)],
       ["why", env.reason],
@@ -548,9 +561,17 @@
     } else hide("drift");
 
     const items = (history && (history.events || history.history)) || [];
+    let older = "";
+    if (items.length >= historyLimit && historyLimit < MAX_HISTORY) {
+      older = el("button", { type: "button", class: "older" }, "older events…");
+      older.addEventListener("click", () => {
+        historyLimit = Math.min(MAX_HISTORY, historyLimit * 4);
+        refreshEnvironment();
+      });
+    }
     section("history", "History", items.length
       ? el("ol", { class: "timeline" }, items.map(historyItem))
-      : el("p", { class: "muted" }, "No transition recorded yet."));
+      : el("p", { class: "muted" }, "No transition recorded yet."), older);
   }
 
   function historyItem(item) {
@@ -573,7 +594,7 @@
     let env;
     let history;
     try {
-      [env, history] = await Promise.all([getJSON(base), getJSON(base + "/history?limit=50")]);
+      [env, history] = await Promise.all([getJSON(base), getJSON(base + "/history?limit=" + historyLimit)]);
     } catch (error) {
       showError(error);
       replace(byId("env-name"), name);
@@ -584,20 +605,33 @@
     document.body.dataset.loaded = String((Number(document.body.dataset.loaded) || 0) + 1);
   }
 
+  let historyLimit = 50;
+  const MAX_HISTORY = 1000; // the API's most
+  let refreshEnvironment = () => {};
+
   function environmentPage() {
-    const refresh = coalesced(loadEnvironment);
+    refreshEnvironment = coalesced(loadEnvironment);
     const name = environmentName();
     onStateCommit = (data) => {
       const about = data && (data.environment || data.name);
-      if (!about || about === name) refresh();
+      if (!about || about === name) refreshEnvironment();
     };
-    refresh();
+    refreshEnvironment();
+  }
+
+  // "3 min ago" stays true on a page nobody refreshes.
+  function tickTimes() {
+    for (const node of document.querySelectorAll("time[datetime]")) {
+      const text = ago(node.getAttribute("datetime"));
+      if (text && node.textContent !== text) node.textContent = text;
+    }
   }
 
   // -- start ------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
     setUpTokenForm();
+    window.setInterval(tickTimes, 15000);
     const page = document.body.dataset.page;
     if (page === "fleet") fleetPage();
     else if (page === "environment") environmentPage();
