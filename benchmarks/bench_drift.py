@@ -161,7 +161,7 @@ def direct_pass(data: Path, names: list[str], workers: int, scratch: Path) -> fl
             )
         extra = scratch / f"{name}.json"
         extra.write_text(json.dumps({"reconcile_data_dir": str(data / name), "reconcile_environment": name}))
-        home = scratch / name
+        home = data / name / "ansible"  # the same as the reconciler's runs use: warm alike
         ansible_env = {
             **os.environ,
             "ANSIBLE_NOCOLOR": "1",
@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", type=int, default=int(os.environ.get("BENCH_ENVS", "100")))
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     if TERRAFORM is None or not ANSIBLE.exists():
         print("bench_drift: needs tofu or terraform on PATH and ansible-playbook beside Python; skipped")
@@ -222,12 +222,22 @@ def main() -> None:
         scratch = root / "direct"
         scratch.mkdir()
         before = state_commits(repo)
-        direct = median(lambda: direct_pass(data, names, args.workers, scratch), args.repeat)
-        checked = median(lambda: reconcile(repo, data, "check", "--workers", str(args.workers)), args.repeat)
+        directs: list[float] = []
+        checks: list[float] = []
+        for i in range(args.repeat):  # alternated, so neither always runs on a warmer (or busier) machine
+            for which in ("direct", "check") if i % 2 == 0 else ("check", "direct"):
+                if which == "direct":
+                    directs.append(direct_pass(data, names, args.workers, scratch))
+                else:
+                    checks.append(reconcile(repo, data, "check", "--workers", str(args.workers)))
+        direct, checked = statistics.median(directs), statistics.median(checks)
         startup = median(lambda: reconcile(repo, data, "check", "-l", "bench=none"), max(3, args.repeat))
         written = state_commits(repo) - before
     per_env = (checked - startup - direct) / len(names)
-    print(f"drift pass over {len(names)} environments (tofu + ansible each), {args.workers} at a time")
+    print(
+        f"drift pass over {len(names)} environments (tofu + ansible each), {args.workers} at a time, "
+        f"median of {args.repeat} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     print(f"  reconcile check                 {checked:8.2f} s")
     print(f"  same probes run directly        {direct:8.2f} s   (baseline)")
     print(f"  ratio                           {checked / direct:8.2f}x")
