@@ -148,7 +148,10 @@ def test_errors_are_json_on_stderr_with_the_same_exit_codes(gitops: GitOpsRepo, 
         timeout=120,
         check=False,
     )
-    assert outside.returncode == 1 and "is not a git repository" in _doc(outside.stderr)["error"]["message"]
+    assert (
+        outside.returncode == 1
+        and ": not a git repository (nor is any parent directory)" in _doc(outside.stderr)["error"]["message"]
+    )
 
 
 def test_validate_json_lists_every_problem_under_a_verdict(gitops: GitOpsRepo) -> None:
