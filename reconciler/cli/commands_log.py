@@ -14,7 +14,7 @@ import typer
 from reconciler.cli.app import app
 from reconciler.cli.commands_state import DataDir, Format, Repo, Store, _fail, _print_json, _workspace
 from reconciler.cli.events_view import known_names
-from reconciler.cli.options import EXIT_USAGE, AllowedSignersOption, OutputFormat
+from reconciler.cli.options import EXIT_USAGE, AllowedSignersOption, OutputFormat, complete_environment
 from reconciler.domain import Phase
 from reconciler.engine.phase_logs import PhaseRun, phase_runs
 from reconciler.engine.phase_logs import follow as follow_runs
@@ -25,7 +25,7 @@ PHASES = [str(p) for p in Phase]
 
 @app.command("log")
 def log_command(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     phase: Annotated[
         str | None, typer.Option("--phase", metavar="PHASE", help=f"Only runs of {', '.join(PHASES)}.")
     ] = None,

@@ -19,7 +19,6 @@ from uuid import UUID
 
 import pygit2
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -43,11 +42,13 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     OutputFormat,
     SelectorOption,
+    complete_environment,
     nothing_selected,
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail, no_color
+from reconciler.cli.output import console as make_console
+from reconciler.cli.output import err, fail
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
@@ -159,7 +160,8 @@ def _print_json_rows(data: dict[str, Any], key: str) -> None:
 @app.command()
 def apply(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
+        list[str] | None,
+        typer.Argument(help="Environments to reconcile (default: all).", autocompletion=complete_environment),
     ] = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -203,7 +205,7 @@ def apply(
             except UnknownEnvironment as e:
                 raise _fail(str(e), kind="not_found") from e
             names = _select_names(snapshot, known if names else None, chosen, fmt)
-        console = Console(stderr=True, soft_wrap=True)
+        console = make_console(stderr=True, soft_wrap=True)
         live = fmt is OutputFormat.TEXT and console.is_terminal
 
         def progress(event: TransitionEvent) -> None:
@@ -337,7 +339,10 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One environment (default: all).", autocompletion=complete_environment),
+    ] = None,
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -370,11 +375,21 @@ def status(
             err.print(nothing_selected(chosen), markup=False)
             return
         table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
-        for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
+        columns = (
+            "environment",
+            "observed",
+            "desired",
+            "converged",
+            "drift",
+            "lock",
+            "last transition",
+            "failure",
+        )
+        for col in columns:
             table.add_column(col)
         for row in rows:
             table.add_row(*(escape(cell) for cell in status_cells(row)))
-        Console(width=160, no_color=no_color()).print(table)
+        make_console(width=160).print(table)
 
 
 def status_cells(row: dict[str, Any]) -> list[str]:
@@ -388,6 +403,8 @@ def status_cells(row: dict[str, Any]) -> list[str]:
     if held:
         mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
         converged = f"no: {mark}" if verdict == "suspended" else f"{converged}, {mark}"
+    drift = row.get("drift")
+    drift_text = "-" if not drift else str(drift["status"]).replace("_", " ")
     lock = row["lock"]
     lock_text = "-"
     if lock is not None:
@@ -409,7 +426,7 @@ def status_cells(row: dict[str, Any]) -> list[str]:
         failure_text = corrupt["error"]
     elif failure is not None:
         failure_text = f"{failure['failedStep']}: {failure['errorSummary']} (attempt {failure['attempt']})"
-    return [row["name"], observed, desired, converged, lock_text, last_text, failure_text]
+    return [row["name"], observed, desired, converged, drift_text, lock_text, last_text, failure_text]
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
@@ -455,12 +472,12 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
             if not failure
             else escape(f"{failure.get('failedStep', '')}: {failure.get('errorSummary', '')}"),
         )
-    Console(width=160).print(table)
+    make_console(width=160).print(table)
 
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -511,12 +528,19 @@ def show(
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
             if f.trace_file:
                 print(f"trace: {f.trace_file}")
+        if env.drift is not None and env.drift.status != "in_sync":
+            d = env.drift
+            since = format_timestamp(d.since)
+            print(f"drift: {d.status} at {d.phase} step {d.step}: {d.summary} (since {since})")
         print(f"next step: {hint}")
 
 
 @app.command()
 def history(
-    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Environments (default: all).", autocompletion=complete_environment),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", metavar="TIME", help="Events at or after this RFC 3339 time."),
@@ -614,7 +638,7 @@ def _show_at(st: StateStore, repo: pygit2.Repository, at: str, name: str, fmt: O
 
 def _phase_command(phase: Phase) -> None:
     def command(
-        name: Annotated[str, typer.Argument(help="The environment.")],
+        name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
         repo: Repo = Path("."),
         data_dir: DataDir = None,
         store: Store = "git",
@@ -692,7 +716,7 @@ for _phase in Phase:
 
 @app.command()
 def retry(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     store: Store = "git",
@@ -710,7 +734,7 @@ def retry(
 
 @app.command()
 def unlock(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
     repo: Repo = Path("."),
     data_dir: DataDir = None,

@@ -105,3 +105,28 @@ def parse_selector_option(value: str | None) -> Selector | None:
 def nothing_selected(selector: Selector, what: str = "environment") -> str:
     """What to say when a selector matches nothing (not an error: the fleet may simply have none)."""
     return f"no {what} matches the selector '{selector}'"
+
+
+def complete_environment(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of an environment NAME: the files in ``environments/`` of ``--repo``.
+
+    The work tree's files when there is one (what the user sees), else the
+    committed ones at HEAD; nothing at all rather than an error while completing.
+    """
+    import pygit2  # only when completing
+
+    repo = ctx.params.get("repo") or Path(".")
+    try:
+        found = pygit2.discover_repository(str(repo))
+        if found is None:
+            return []
+        repository = pygit2.Repository(found)
+        if repository.workdir is not None:
+            stems = [p.stem for p in (Path(repository.workdir) / "environments").glob("*.yaml")]
+        else:
+            tree = repository.revparse_single("HEAD").peel(pygit2.Tree)
+            folder = tree["environments"].peel(pygit2.Tree)
+            stems = [entry.name[: -len(".yaml")] for entry in folder if (entry.name or "").endswith(".yaml")]
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return []
+    return sorted(s for s in stems if s.startswith(incomplete))

@@ -16,9 +16,6 @@ from typing import Any
 import typer
 from rich.console import Console
 
-# typer vendors click (0.2x); its exception classes are what ``standalone_mode=False`` lets through.
-from typer._click.exceptions import ClickException, UsageError
-
 from reconciler.cli.options import EXIT_USAGE
 from reconciler.views import error_document
 
@@ -96,13 +93,15 @@ def run(app: typer.Typer, args: Sequence[str]) -> int:
     _MODE["json"] = True
     try:
         code: object = app(args=list(args), standalone_mode=False)
-    except UsageError as e:
-        _write_error(e.format_message(), "usage")
-        return int(e.exit_code)
-    except ClickException as e:
-        _write_error(e.format_message(), "error")
-        return int(e.exit_code)
     except typer.Abort:
         _write_error("aborted", "interrupted")
         return 1
+    except Exception as e:
+        # click's ClickException and UsageError (typer vendors click, so they are matched by what
+        # they carry rather than imported): a message to show and the exit code to leave with.
+        message, exit_code = getattr(e, "format_message", None), getattr(e, "exit_code", None)
+        if not callable(message) or not isinstance(exit_code, int):
+            raise
+        _write_error(str(message()), error_kind(exit_code))
+        return exit_code
     return code if isinstance(code, int) else 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
-from reconciler.domain import AnyEnvironment, ErrorKind, utcnow
+from reconciler.domain import AnyEnvironment, DriftStatus, ErrorKind, utcnow
 from reconciler.engine.reconcile import Engine
 from reconciler.store import CorruptState
 from reconciler.store.lock import stale_reason
@@ -24,7 +24,8 @@ def environment_rows(
     only observed (its file deleted) or whose file is invalid has no labels to match.
     """
     observed_all = engine.store.read_all()
-    names = sorted(set(snapshot.names) | set(observed_all))
+    declared = snapshot.names  # a property that builds a set: once, not per row
+    names = sorted(set(declared) | set(observed_all))
     if only is not None:
         names = [n for n in names if n == only]
     labels = {n: env.labels for n, env in snapshot.environments.items()}
@@ -43,7 +44,7 @@ def environment_rows(
                 item,
                 plan,
                 labels=labels.get(name),
-                declared=name in snapshot.names,
+                declared=name in declared,
                 last=last.get(name),
                 now=now,
             )
@@ -95,6 +96,12 @@ def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) 
             f"{failure.phase} failed at '{failure.failed_step}'.{trace} "
             "Fix the cause and commit (retried at once), "
             f"or run `reconcile retry {name}` to retry the same inputs; see docs/recovery.md"
+        )
+    drift = env.drift
+    if declared and drift is not None and drift.status is not DriftStatus.IN_SYNC:
+        return (
+            f"the last look found it {drift.status} at {drift.phase} ({drift.summary}); "
+            f"`reconcile check {name} --heal` re-applies from there, or see docs/recovery.md (drift)"
         )
     if not declared:
         return "its file was deleted; set `prune: true` in reconciler.yaml to destroy it, or restore the file"

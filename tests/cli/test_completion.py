@@ -109,3 +109,16 @@ def test_an_unknown_shell_is_a_usage_error(tmp_path: Path) -> None:
         [str(SCRIPT), "completion", "tcsh"], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 2 and "bash" in out.stderr and "fish" in out.stderr
+
+
+def test_environment_names_complete_from_the_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "gitops"
+    subprocess.run([str(SCRIPT), "init", str(repo)], capture_output=True, timeout=120, check=True)
+    (repo / "environments" / "staging.yaml").write_text("kind: Environment\n")
+    (repo / "environments" / "shop.yaml").write_text("kind: Environment\n")
+    setup = f"cd {repo} && source <(reconcile completion bash)"
+    assert _bash_complete(setup, ["reconcile", "show", "s"], tmp_path) == ["shop", "staging"]
+    assert _bash_complete(setup, ["reconcile", "apply", "web", "ex"], tmp_path) == ["example"]
+    elsewhere = f"cd {tmp_path} && source <(reconcile completion bash)"
+    assert _bash_complete(elsewhere, ["reconcile", "log", "--repo", str(repo), "sh"], tmp_path) == ["shop"]
+    assert _bash_complete(elsewhere, ["reconcile", "show", "s"], tmp_path) == []  # no repository here
