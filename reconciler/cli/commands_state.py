@@ -449,8 +449,9 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
         last = row["lastTransition"]
         lock = row["lock"]
         failure = row["failure"]
+        held = row.get("suspended")
         table.add_row(
-            escape(row["name"]),
+            escape(row["name"]) + (escape(f"\n⏸ suspended by {held.get('by')}") if held else ""),
             row["state"] or "-",
             (row["desiredCommit"] or "-")[:12],
             "-" if not lock else escape(f"{lock['holder']['host']}:{lock['holder']['pid']}"),

@@ -88,6 +88,12 @@ def test_a_suspended_environment_is_left_alone_by_apply_until_resumed(
     shown = gitops.reconcile("show", "web", check=True).stdout
     assert f"suspended by: {ME}" in shown and "reason: disk full on the host" in shown
     assert "`reconcile resume web` lifts it" in shown
+    replayed = gitops.reconcile("status", "--at", "reconciler/state", check=True).stdout
+    assert f"⏸ suspended by {ME}" in replayed
+    at = json.loads(
+        gitops.reconcile("status", "--at", "reconciler/state", "--format", "json", check=True).stdout
+    )
+    assert next(r for r in at["environments"] if r["name"] == "web")["suspended"]["by"] == ME
     history = gitops.reconcile("history", "--event", "suspend", check=True).stdout
     assert "web: running -> running [suspend]" in history
     assert f"suspended by {ME}: disk full on the host" in history
