@@ -112,6 +112,7 @@ def environment_view(
         "corrupt": None,
         "suspended": None if plan is None or plan.suspended is None else plan.suspended.to_json(),
         "updatedAt": None,
+        "drift": None,
     }
     if isinstance(observed, CorruptState):
         row["corrupt"] = {"path": observed.path, "error": observed.error}
@@ -124,4 +125,6 @@ def environment_view(
             row["lock"] = lock_view(env.lock, now)
         if env.error_details is not None:
             row["failure"] = failure_view(env.error_details)
+        if env.drift is not None:
+            row["drift"] = env.drift.model_dump(mode="json", by_alias=True)
     return row

@@ -74,7 +74,11 @@ def run_daemon(repo: Path, where: list[str]) -> int:
     listen = listen_address()
     print(
         f"""
-The daemon now keeps these environments converged. Try, in another terminal:
+The daemon now keeps these environments converged. Its dashboard:
+
+    http://{listen}/
+
+Open it, then try, in another terminal, and watch the page:
 
     cd {repo}
     sed -i 's/Hello from staging/Hello again/' environments/staging.yaml

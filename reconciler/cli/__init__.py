@@ -51,11 +51,13 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
     from reconciler.cli import (  # noqa: F401
+        commands_check,
         commands_daemon,
         commands_desired,
         commands_log,
         commands_meta,
         commands_plan,
+        commands_serve,
         commands_state,
         commands_suspend,
     )

@@ -22,7 +22,7 @@ from reconciler.cli.options import (
     RepoOption,
     bulk_load,
 )
-from reconciler.cli.output import fail, not_a_repository
+from reconciler.cli.output import fail
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     ParseCache,
@@ -33,6 +33,7 @@ from reconciler.desired.loader import (
     misnamed_files,
 )
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
 from reconciler.views import document
@@ -45,9 +46,32 @@ SCHEMA_DIR = ".reconciler"
 
 def _open_repo(path: Path) -> pygit2.Repository:
     try:
-        return pygit2.Repository(str(path))
-    except pygit2.GitError as e:
-        raise fail(not_a_repository(path), EXIT_FAILURE) from e
+        return open_repository(path)
+    except NotARepository as e:
+        raise fail(str(e), EXIT_FAILURE) from e
+
+
+def _work_tree(path: Path) -> Path:
+    """The work tree ``validate --worktree`` reads: the repository's top when ``path`` is in one.
+
+    A bare repository has none (it used to read as an empty one: "ok: 0 environment(s)"); a
+    directory outside git is read as it is.
+    """
+    if not path.is_dir():
+        raise fail(
+            f"{path}: no such directory; --repo takes a work tree or a directory inside one", EXIT_FAILURE
+        )
+    try:
+        repository = open_repository(path)
+    except NotARepository:
+        return path
+    if repository.workdir is None:
+        raise fail(
+            f"{path}: a bare repository has no work tree to validate; "
+            "drop --worktree to validate its desired-state branch",
+            EXIT_FAILURE,
+        )
+    return Path(repository.workdir)
 
 
 @app.command()
@@ -70,17 +94,10 @@ def validate(
     if worktree:
         if rev is not None:
             raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
-        if not repo.is_dir():
-            raise fail(f"{repo} is not a directory", EXIT_FAILURE)
-        found = pygit2.discover_repository(str(repo))
-        if found is not None and pygit2.Repository(found).is_bare:
-            # Its files are not environments: "ok: 0 environment(s)" would pass a CI check vacuously.
-            raise fail(
-                f"{repo}: a bare repository has no work tree to validate; drop --worktree", EXIT_FAILURE
-            )
+        top = _work_tree(repo)
         with bulk_load():
-            snapshot = load_worktree(repo)
-        source = WorkTreeSource(repo, None)
+            snapshot = load_worktree(top)
+        source = WorkTreeSource(top, None)
         problems = list(snapshot.problems) + misnamed_files(source)
         warnings = backend_warnings(source, snapshot)
     else:

@@ -29,7 +29,7 @@ from reconciler.cli.options import (
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail, not_a_repository
+from reconciler.cli.output import err, fail
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
     ParseCache,
@@ -41,6 +41,7 @@ from reconciler.desired.loader import (
     resolve_revision,
 )
 from reconciler.desired.models import SignaturePolicy
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.desired.trust import (
@@ -137,9 +138,9 @@ def make_report(
 ) -> PlanReport:
     """Load, observe, plan, and (with ``base``) compare: every I/O of ``plan`` is here."""
     try:
-        repo = pygit2.Repository(str(repo_path))
-    except (pygit2.GitError, KeyError) as e:
-        raise PlanError(not_a_repository(repo_path)) from e
+        repo = open_repository(repo_path)
+    except NotARepository as e:
+        raise PlanError(str(e)) from e
     try:
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:

@@ -375,7 +375,17 @@ def status(
             err.print(nothing_selected(chosen), markup=False)
             return
         table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
-        for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
+        columns = (
+            "environment",
+            "observed",
+            "desired",
+            "converged",
+            "drift",
+            "lock",
+            "last transition",
+            "failure",
+        )
+        for col in columns:
             table.add_column(col)
         for row in rows:
             table.add_row(*(escape(cell) for cell in status_cells(row)))
@@ -393,6 +403,8 @@ def status_cells(row: dict[str, Any]) -> list[str]:
     if held:
         mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
         converged = f"no: {mark}" if verdict == "suspended" else f"{converged}, {mark}"
+    drift = row.get("drift")
+    drift_text = "-" if not drift else str(drift["status"]).replace("_", " ")
     lock = row["lock"]
     lock_text = "-"
     if lock is not None:
@@ -414,7 +426,7 @@ def status_cells(row: dict[str, Any]) -> list[str]:
         failure_text = corrupt["error"]
     elif failure is not None:
         failure_text = f"{failure['failedStep']}: {failure['errorSummary']} (attempt {failure['attempt']})"
-    return [row["name"], observed, desired, converged, lock_text, last_text, failure_text]
+    return [row["name"], observed, desired, converged, drift_text, lock_text, last_text, failure_text]
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
@@ -515,6 +527,10 @@ def show(
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
             if f.trace_file:
                 print(f"trace: {f.trace_file}")
+        if env.drift is not None and env.drift.status != "in_sync":
+            d = env.drift
+            since = format_timestamp(d.since)
+            print(f"drift: {d.status} at {d.phase} step {d.step}: {d.summary} (since {since})")
         print(f"next step: {hint}")
 
 

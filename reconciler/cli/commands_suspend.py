@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from reconciler.cli.app import app
 from reconciler.cli.commands_state import DataDir, Repo, Store, _fail, _workspace
@@ -26,19 +27,27 @@ def _observed(ws: Workspace, snapshot: DesiredSnapshot, st: StateStore, name: st
         observed = st.read(name)
     except CorruptStateError as e:
         raise _fail(
-            f"{e}\nnothing was written; inspect it with "
-            f"`git show {snapshot.config.state_ref}:{name}/state.json` (docs/recovery.md)"
+            escape(
+                f"{e}\nnothing was written; inspect it with "
+                f"`git show {snapshot.config.state_ref}:{name}/state.json` (docs/recovery.md)"
+            )
         ) from e
     if observed is not None:
         return observed
     if name in snapshot.names:
         raise _fail(
-            f"environment '{name}' has no recorded state yet, so there is nothing to suspend or resume; "
-            "to keep it from being created, commit `spec.suspend: true` in its file"
+            escape(
+                f"environment '{name}' has no recorded state yet, so there is nothing to suspend or resume; "
+                "to keep it from being created, commit `spec.suspend: true` in its file"
+            )
         )
     declared = ", ".join(sorted(snapshot.names)[:20]) or "none"
     raise _fail(
-        f"unknown environment '{name}': it is not declared and has no recorded state (declared: {declared})"
+        escape(
+            f"unknown environment '{name}': it is not declared and has no recorded state "
+            f"(declared: {declared})"
+        ),
+        kind="not_found",
     )
 
 
@@ -58,7 +67,7 @@ def suspend_command(
     try:
         text = override.check_reason(reason)
     except ValueError as e:
-        raise _fail(str(e), EXIT_USAGE) from e
+        raise _fail(escape(str(e)), EXIT_USAGE) from e
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         st = ws.store_for(snapshot)
@@ -66,9 +75,9 @@ def suspend_command(
         try:
             after = override.suspend(st, name, reason=text)
         except (override.NotSuspendable, LostRace) as e:
-            raise _fail(str(e)) from e
+            raise _fail(escape(str(e))) from e
         except StoreError as e:
-            raise _fail(f"{e}; nothing was recorded") from e
+            raise _fail(escape(f"{e}; nothing was recorded")) from e
         record = after.env.suspended
         assert record is not None
         print(f"{name}: suspended by {record.by}" + (f" ({record.reason})" if record.reason else ""))
@@ -97,9 +106,9 @@ def resume_command(
         try:
             _after, lifted = override.resume(st, name)
         except (override.NotSuspendable, LostRace) as e:
-            raise _fail(str(e)) from e
+            raise _fail(escape(str(e))) from e
         except StoreError as e:
-            raise _fail(f"{e}; nothing was recorded") from e
+            raise _fail(escape(f"{e}; nothing was recorded")) from e
         print(
             f"{name}: resumed (it was suspended by {lifted.by}"
             + (f": {lifted.reason})" if lifted.reason else ")")

@@ -53,11 +53,6 @@ def json_requested(args: Sequence[str] | None = None) -> bool:
     return False
 
 
-def not_a_repository(path: object) -> str:
-    """One wording for a ``--repo`` that is no repository, whichever command was given it."""
-    return f"{path}: not a git repository (or any parent up to the mount point)"
-
-
 def write_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 

@@ -36,7 +36,6 @@ import pygit2
 
 from reconciler.daemon import footprint
 from reconciler.daemon.guarded import GuardedStore, Stopping
-from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
 from reconciler.daemon.overrides import suspension_changed
 from reconciler.daemon.shard import EVERYTHING, Shard
@@ -48,6 +47,7 @@ from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired, config_at
 from reconciler.engine.apply import targets
+from reconciler.engine.drift import Finding
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
 from reconciler.notify import DeliveryStats, NotificationFeed
@@ -57,6 +57,9 @@ from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import CorruptState, StateStore, StoreError
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteCredentials, RemoteStore
+from reconciler.web.app import Endpoints, create_app
+from reconciler.web.auth import required_token
+from reconciler.web.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
         self._watch: RefWatch | None = None
-        self._http: HttpEndpoints | None = None
+        self._http: WebServer | None = None
         self._ticker_beat = time.monotonic()
         #: The state branch's tip last looked at by ``_state_moved``, read through a repository of its own.
         self._state_seen: str | None = None
@@ -160,11 +163,14 @@ class Daemon:
         """Load, recover stale locks, then start the workers, the ticker, the watch and HTTP."""
         if self.settings.listen is not None:
             host, port = self.settings.listen
-            self._http = HttpEndpoints(
-                host,
-                port,
-                Endpoints(healthy=self._healthy, metrics=self.metrics.registry.exposition, hook=self._hook),
+            token = required_token(host, self._environ)  # refuses a non-loopback address without one
+            endpoints = Endpoints(
+                healthy=self._healthy,
+                metrics=self.metrics.registry.exposition,
+                hook=self._hook,
+                fleet=_DaemonFleet(self),
             )
+            self._http = WebServer(create_app(endpoints, token=token), host, port)
         self._sync_remote()
         self.refresh("start", force=True)
         if self._remote is not None:
@@ -416,6 +422,7 @@ class Daemon:
                 data_dir=self.workspace.data_dir,
                 environ=self._environ,
                 cancel=self._cancel,
+                on_check=self._on_check,
             )
             with self._state_lock:
                 self._store, self._engine = store, engine
@@ -654,8 +661,18 @@ class Daemon:
             self._checks_wanted.discard(name)
         try:
             result = engine.reconcile(snapshot, name)
-            if result.ok and check and name in snapshot.environments:
-                result = engine.check(snapshot, name)
+            desired = snapshot.environments.get(name)
+            if result.ok and check and desired is not None:
+                with self._state_lock:
+                    uncured = self._check_failures.get(name, 0)
+                # A heal that does not cure is tried again at most retry.limit times in a row (decision 020).
+                heal = uncured <= desired.spec.retry.limit
+                if not heal:
+                    logger.warning(
+                        "drift not healed: earlier heals did not cure it",
+                        extra={"environment": name, "heals": uncured},
+                    )
+                result = engine.check(snapshot, name, heal=heal)
                 self._note_check(name, result)
         except Stopping:
             return
@@ -703,6 +720,9 @@ class Daemon:
         if result.outcome is Outcome.SUSPENDED:
             self.metrics.checks.inc("failing")  # reported only: a suspended environment is never healed
             return
+        if result.outcome is Outcome.DRIFTED:
+            self.metrics.checks.inc("drifted")  # reported only: not to be healed (now)
+            return
         if result.outcome is Outcome.FAILED and result.failure is None:
             self.metrics.checks.inc("failing")
             with self._state_lock:
@@ -738,6 +758,9 @@ class Daemon:
 
     # -- metrics and health ---------------------------------------------------------------
 
+    def _on_check(self, name: str, finding: Finding, seconds: float) -> None:
+        self.metrics.observe_check(name, str(finding.status), seconds)
+
     def _on_phase(self, phase: str, result: str, duration: float) -> None:
         self.metrics.transitions.inc(phase, result)
         self.metrics.phase_duration.observe(duration, phase, result)
@@ -770,6 +793,17 @@ class Daemon:
         if self._not_applied is not None:  # alive and working: a restart would not help (SPEC 10)
             return True, f"ok; {self._not_applied}"
         return True, "ok"
+
+
+class _DaemonFleet:
+    """What the dashboard reads: the daemon's own desired snapshot and engine (``web.fleet.FleetSource``)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.data_dir = daemon.workspace.data_dir
+
+    def current(self) -> tuple[DesiredSnapshot, Engine] | None:
+        return self._daemon._current()
 
 
 #: How many names a log record lists before it says how many more there are.

@@ -65,7 +65,13 @@ VarValue = SecretRef | str | int | float | bool | None | list[Any] | dict[str, A
 
 
 class ShellStep(Schema):
+    """``run`` does it; ``check`` (optional) says whether its effect still holds: non-zero is drift.
+
+    Neither is ever templated; ``check`` runs with the same environment, ``cwd`` and timeout as ``run``.
+    """
+
     run: str
+    check: str | None = None
     env: dict[EnvName, SecretRef | str] = Field(default_factory=dict)
     cwd: str | None = None
     timeout_seconds: Seconds | None = None
@@ -164,6 +170,13 @@ class Retry(Schema):
     backoff_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS)
 
 
+class DriftSpec(Schema):
+    """``spec.drift`` (SPEC 3.1): look for drift of completed phases, and re-apply what drifted."""
+
+    detect: bool = True
+    heal: bool = True
+
+
 class Metadata(Schema):
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)
@@ -179,6 +192,7 @@ class EnvironmentSpec(Schema):
     retry: Retry = Field(default_factory=Retry)
     timeout_seconds: Seconds = 1800
     phases: Phases = Field(default_factory=Phases)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
 
 
 class EnvironmentFile(Schema):

@@ -3,6 +3,7 @@
 Nothing here does I/O; everything else imports it.
 """
 
+from reconciler.domain.drift import DriftRecord, DriftStatus
 from reconciler.domain.environment import Environment
 from reconciler.domain.erased import AnyEnvironment, StateDocument, StateDocumentError, StateTypeError
 from reconciler.domain.states import (
@@ -64,6 +65,8 @@ __all__ = [
     "DestroyFailed",
     "Destroyed",
     "Destroying",
+    "DriftRecord",
+    "DriftStatus",
     "Environment",
     "ErrorKind",
     "Failed",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 from pydantic.alias_generators import to_camel
 
+from reconciler.domain.drift import DriftRecord
 from reconciler.domain.states import STATES_BY_NAME, Phase, State
 from reconciler.domain.values import FailureContext, Lock, PhaseRecord, SuspensionRecord, format_timestamp
 
@@ -54,6 +55,8 @@ class StateDocument(BaseModel):
     lock: Lock | None = None
     failure: FailureContext | None = None
     updated_at: AwareDatetime
+    #: Optional (SPEC 4.2): absent until a look for drift found something; files without it still read.
+    drift: DriftRecord | None = None
     #: Optional (SPEC 4.2): absent, not ``null``, when nobody suspended it, so older files read the same.
     suspended: SuspensionRecord | None = None
 
@@ -133,6 +136,13 @@ class AnyEnvironment:
         return self._env.updated_at
 
     @property
+    def drift(self) -> DriftRecord | None:
+        return self._env.drift
+
+    def with_drift(self, drift: DriftRecord | None) -> AnyEnvironment:
+        return AnyEnvironment(self._env.with_drift(drift))
+
+    @property
     def suspended(self) -> SuspensionRecord | None:
         """An operator's ``reconcile suspend``, when one is in force."""
         return self._env.suspended
@@ -183,12 +193,15 @@ class AnyEnvironment:
             lock=env.lock,
             failure=env.failure,
             updated_at=env.updated_at,
+            drift=env.drift,
             suspended=env.suspended,
         )
 
     def to_json(self) -> str:
         """Stable, human-diffable JSON (sorted by the model's field order, 2-space indent)."""
         data = self.to_document().model_dump(mode="json", by_alias=True)
+        if data.get("drift") is None:
+            data.pop("drift", None)  # optional key: absent rather than null, as before it existed
         if data.get("suspended") is None:
             data.pop("suspended", None)  # an optional key (SPEC 4.2): written only when set
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -223,6 +236,7 @@ class AnyEnvironment:
             lock=doc.lock,
             failure=doc.failure,
             updated_at=doc.updated_at,
+            drift=doc.drift,
             suspended=doc.suspended,
         )
         return cls(env)

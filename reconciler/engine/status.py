@@ -7,7 +7,7 @@ from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
-from reconciler.domain import AnyEnvironment, ErrorKind, utcnow
+from reconciler.domain import AnyEnvironment, DriftStatus, ErrorKind, utcnow
 from reconciler.engine.reconcile import Engine
 from reconciler.store import CorruptState
 from reconciler.store.lock import stale_reason
@@ -96,6 +96,12 @@ def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) 
             f"{failure.phase} failed at '{failure.failed_step}'.{trace} "
             "Fix the cause and commit (retried at once), "
             f"or run `reconcile retry {name}` to retry the same inputs; see docs/recovery.md"
+        )
+    drift = env.drift
+    if declared and drift is not None and drift.status is not DriftStatus.IN_SYNC:
+        return (
+            f"the last look found it {drift.status} at {drift.phase} ({drift.summary}); "
+            f"`reconcile check {name} --heal` re-applies from there, or see docs/recovery.md (drift)"
         )
     if not declared:
         return "its file was deleted; set `prune: true` in reconciler.yaml to destroy it, or restore the file"

@@ -150,7 +150,7 @@ def test_errors_are_json_on_stderr_with_the_same_exit_codes(gitops: GitOpsRepo, 
     )
     assert (
         outside.returncode == 1
-        and "not a git repository (or any parent" in _doc(outside.stderr)["error"]["message"]
+        and "not a git repository (nor is any parent" in _doc(outside.stderr)["error"]["message"]
     )
 
 

@@ -78,7 +78,10 @@ def test_an_operator_suspended_environment_whose_check_fails_is_reported_not_hea
 
     assert result.outcome is Outcome.SUSPENDED
     assert result.checked
-    assert "suspended by ops@console" in result.reason and "not re-applied" in result.reason
+    assert "suspended by ops@console" in result.reason and "not healed" in result.reason
     assert result.transitions == ()
-    assert len(store.history()) == commits
+    # Only the finding is recorded (SPEC 3.1): one drift event, no transition.
+    history = store.history()
+    assert len(history) == commits + 1
+    assert history[0].event == "drift" and history[0].from_state == history[0].to_state == "running"
     assert [c.phase for c in runner.calls][-1] == "check"
