@@ -78,16 +78,18 @@ def test_without_a_lock_timeout_the_loser_names_the_holder_and_fails(
     gitops: GitOpsRepo, tmp_path: Path
 ) -> None:
     log = tmp_path / "effects.log"
+    gate = tmp_path / "gate"  # the holder's phase runs until the test opens the gate
+    wait = f"while [ ! -e {gate} ]; do sleep 0.05; done"
     gitops.commit(
-        {"environments/web.yaml": env_file("web", phases=counting_phases(log, {"provision": "sleep 3"}))}
+        {"environments/web.yaml": env_file("web", phases=counting_phases(log, {"provision": wait}))}
     )
     holder = start(gitops.command("apply"))
     try:
         wait_for_transition(gitops, "web: created -> provisioning")
-        began = time.monotonic()
         loser = gitops.reconcile("apply")
-        assert time.monotonic() - began < 3  # it did not wait for the phase to end
+        assert holder.poll() is None  # the loser did not wait for the phase to end
     finally:
+        gate.touch()
         out, errors = holder.communicate(timeout=60)
 
     assert loser.returncode == 1
