@@ -56,6 +56,7 @@ def test_bash_completes_commands_options_and_their_values(tmp_path: Path) -> Non
 def test_typers_install_completion_writes_a_script_bash_then_completes_with(tmp_path: Path) -> None:
     """``--install-completion`` said ``Shell bash not supported``; run from bash it now installs."""
     out = subprocess.run(
+        # Not the last command: bash would exec it in its own place and leave no bash to detect.
         ["bash", "--norc", "--noprofile", "-c", "reconcile --install-completion; exit $?"],
         capture_output=True,
         text=True,
