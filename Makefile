@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCRATCH := .scratch
 
-.PHONY: run test check lint types setup clean bench
+.PHONY: run stop reset test check lint types setup clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ setup: $(STAMP)
 ## make run: apply the bundled examples in a scratch copy of this repository, then run the daemon on it
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_example.py --scratch $(SCRATCH) --daemon
+
+## make stop: stop the daemon of `make run` (from another terminal) and the example services it ran
+stop: $(STAMP)
+	$(BIN)/python scripts/run_example.py --scratch $(SCRATCH) --stop
+
+## make reset: stop, then remove the scratch copy: the next `make run` starts from the bundled examples
+reset: $(STAMP)
+	$(BIN)/python scripts/run_example.py --scratch $(SCRATCH) --reset
 
 ## make test: the whole suite
 test: $(STAMP)
@@ -36,4 +44,5 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
+	-[ ! -x $(BIN)/python ] || $(BIN)/python scripts/run_example.py --scratch $(SCRATCH) --stop
 	rm -rf $(VENV) $(SCRATCH) build *.egg-info

@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str] | None] = {
     "notify": {"domain", "desired", "store"},
 }
 FORBIDDEN: dict[str, set[str]] = {
-    "engine": {"cli", "daemon"},
+    "engine": {"cli", "daemon", "web"},
+    "web": {"cli", "daemon"},
     "daemon": {"cli"},
 }
 

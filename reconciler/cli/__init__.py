@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from reconciler import __version__, logfmt
 from reconciler.cli.app import app
+from reconciler.cli.options import allow_fast_exit, exit_process
+from reconciler.cli.output import run, set_no_color
 
 
 def _version(value: bool) -> None:
@@ -33,7 +36,12 @@ def _root(
         ),
     ] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (to stderr).")] = "text",
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour in any output (the same as NO_COLOR=1).")
+    ] = False,
 ) -> None:
+    if no_color:
+        set_no_color()
     try:
         level = log_level or DEFAULT_LOG_LEVELS.get(ctx.invoked_subcommand or "", "warning")
         logfmt.configure(level, log_format)
@@ -44,11 +52,15 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
     from reconciler.cli import (  # noqa: F401
+        commands_check,
         commands_daemon,
         commands_desired,
         commands_log,
+        commands_meta,
         commands_plan,
+        commands_serve,
         commands_state,
+        commands_suspend,
     )
 
 
@@ -56,4 +68,11 @@ _register()
 
 
 def main() -> None:
-    app()
+    allow_fast_exit()
+    try:
+        code = run(app, sys.argv[1:])
+    except SystemExit as e:
+        exit_process(e.code)
+        raise
+    exit_process(code)
+    sys.exit(code)

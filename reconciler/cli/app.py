@@ -9,5 +9,5 @@ app = typer.Typer(
     help="Reconcile environments declared in git, recording every transition on a state branch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion/--show-completion; registers the completion classes
 )

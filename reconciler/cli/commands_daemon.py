@@ -11,6 +11,7 @@ import typer
 from reconciler.cli.app import app
 from reconciler.cli.options import (
     EXIT_FAILURE,
+    EXIT_USAGE,
     AllowedSignersOption,
     DataDirOption,
     RepoOption,
@@ -69,7 +70,12 @@ def daemon_command(
         typer.Option("--grace", help="On SIGTERM, how long running phases may finish before being stopped."),
     ] = "30s",
     listen: Annotated[
-        str, typer.Option("--listen", help="HOST:PORT for /healthz, /metrics and /hooks/github, or 'off'.")
+        str,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT for the dashboard, the API, /healthz, /metrics and /hooks/github, or 'off'. "
+            "Any address but loopback needs RECONCILE_API_TOKEN.",
+        ),
     ] = "127.0.0.1:8080",
     resync: Annotated[
         str,
@@ -92,9 +98,12 @@ def daemon_command(
     allowed_signers: AllowedSignersOption = None,
 ) -> None:
     """Reconcile continuously: on every push, fetch, webhook and resync (SPEC section 6)."""
+    import os
+
     from reconciler.daemon import Daemon, DaemonSettings
     from reconciler.engine.workspace import WorkspaceError
     from reconciler.store import StoreError
+    from reconciler.web.auth import TokenMissing, required_token
 
     chosen = _shard(shard)
     settings = DaemonSettings(
@@ -109,6 +118,12 @@ def daemon_command(
         shard=chosen,
         allowed_signers=signers_path(allowed_signers),
     )
+    if settings.listen is not None:
+        try:
+            required_token(settings.listen[0], os.environ)
+        except TokenMissing as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(EXIT_USAGE) from e
     try:
         daemon = Daemon(settings)
     except (WorkspaceError, StoreError) as e:
@@ -119,7 +134,10 @@ def daemon_command(
         where = f"http://{settings.listen[0]}:{daemon.port}" if settings.listen and daemon.port else "no HTTP"
         taking = f"shard {chosen}" if chosen is not None else "any environment (no --shard)"
         watching = daemon.workspace.repo_path
-        typer.echo(f"reconcile daemon: watching {watching}; {taking}; {where} (/healthz, /metrics)", err=True)
+        typer.echo(
+            f"reconcile daemon: watching {watching}; {taking}; {where} (dashboard, /api/v1, /metrics)",
+            err=True,
+        )
 
     try:
         code = daemon.run(on_started=started)

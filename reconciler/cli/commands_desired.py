@@ -22,6 +22,7 @@ from reconciler.cli.options import (
     RepoOption,
     bulk_load,
 )
+from reconciler.cli.output import fail
 from reconciler.desired.backends import backend_warnings
 from reconciler.desired.loader import (
     ParseCache,
@@ -32,8 +33,10 @@ from reconciler.desired.loader import (
     misnamed_files,
 )
 from reconciler.desired.models import BlueprintFile, EnvironmentFile
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot, Problem, one_line
 from reconciler.desired.sources import GitTreeSource, WorkTreeSource
+from reconciler.views import document
 
 __all__ = ["app", "blueprint_schema", "environment_schema"]
 
@@ -43,10 +46,32 @@ SCHEMA_DIR = ".reconciler"
 
 def _open_repo(path: Path) -> pygit2.Repository:
     try:
-        return pygit2.Repository(str(path))
-    except pygit2.GitError as e:
-        typer.echo(f"error: {path} is not a git repository ({e})", err=True)
-        raise typer.Exit(EXIT_FAILURE) from e
+        return open_repository(path)
+    except NotARepository as e:
+        raise fail(str(e), EXIT_FAILURE) from e
+
+
+def _work_tree(path: Path) -> Path:
+    """The work tree ``validate --worktree`` reads: the repository's top when ``path`` is in one.
+
+    A bare repository has none (it used to read as an empty one: "ok: 0 environment(s)"); a
+    directory outside git is read as it is.
+    """
+    if not path.is_dir():
+        raise fail(
+            f"{path}: no such directory; --repo takes a work tree or a directory inside one", EXIT_FAILURE
+        )
+    try:
+        repository = open_repository(path)
+    except NotARepository:
+        return path
+    if repository.workdir is None:
+        raise fail(
+            f"{path}: a bare repository has no work tree to validate; "
+            "drop --worktree to validate its desired-state branch",
+            EXIT_FAILURE,
+        )
+    return Path(repository.workdir)
 
 
 @app.command()
@@ -68,14 +93,11 @@ def validate(
     warnings: list[Problem]
     if worktree:
         if rev is not None:
-            typer.echo("error: --rev and --worktree exclude each other", err=True)
-            raise typer.Exit(EXIT_USAGE)
-        if not repo.is_dir():
-            typer.echo(f"error: {repo} is not a directory", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+            raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
+        top = _work_tree(repo)
         with bulk_load():
-            snapshot = load_worktree(repo)
-        source = WorkTreeSource(repo, None)
+            snapshot = load_worktree(top)
+        source = WorkTreeSource(top, None)
         problems = list(snapshot.problems) + misnamed_files(source)
         warnings = backend_warnings(source, snapshot)
     else:
@@ -86,8 +108,7 @@ def validate(
                 snapshot = load_snapshot(repository, rev or default_revision(repository), cache=cache)
             cache.save()
         except RevisionError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from e
+            raise fail(str(e), EXIT_FAILURE) from e
         commit = repository[snapshot.commit or ""]
         assert isinstance(commit, pygit2.Commit)
         tree_source = GitTreeSource(repository, commit.tree)
@@ -106,7 +127,18 @@ def validate(
             for severity, found in (("error", problems), ("warning", warnings))
             for p in found
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(
+            json.dumps(
+                document(
+                    revision=snapshot.commit,
+                    valid=not problems,
+                    environments=len(snapshot.environments),
+                    invalidEnvironments=sorted(snapshot.broken),
+                    problems=rows,
+                ),
+                indent=2,
+            )
+        )
     else:
         for problem in problems:
             typer.echo(str(problem))

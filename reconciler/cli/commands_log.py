@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from reconciler.cli.app import app
 from reconciler.cli.commands_state import DataDir, Format, Repo, Store, _fail, _print_json, _workspace
-from reconciler.cli.events_view import FORMAT_VERSION, known_names
-from reconciler.cli.options import EXIT_USAGE, AllowedSignersOption, OutputFormat
+from reconciler.cli.events_view import known_names
+from reconciler.cli.options import EXIT_USAGE, AllowedSignersOption, OutputFormat, complete_environment
 from reconciler.domain import Phase
+from reconciler.engine.phase_logs import PhaseRun, phase_runs
 from reconciler.engine.phase_logs import follow as follow_runs
-from reconciler.engine.phase_logs import phase_runs
+from reconciler.views import document, timestamp
 
 PHASES = [str(p) for p in Phase]
 
 
 @app.command("log")
 def log_command(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     phase: Annotated[
         str | None, typer.Option("--phase", metavar="PHASE", help=f"Only runs of {', '.join(PHASES)}.")
     ] = None,
@@ -45,42 +47,48 @@ def log_command(
         if not kept:
             snapshot = ws.desired()
             if name not in known_names(ws.store_for(snapshot), set(snapshot.names)):
-                raise _fail(f"unknown environment '{name}': it is not declared and has no history")
+                raise _fail(
+                    f"unknown environment '{name}': it is not declared and has no history", kind="not_found"
+                )
         if runs:
             if fmt is OutputFormat.JSON:
-                _print_json(
-                    {
-                        "formatVersion": FORMAT_VERSION,
-                        "runs": [
-                            {
-                                "phase": r.phase,
-                                "startedAt": r.started_at.isoformat().replace("+00:00", "Z"),
-                                "bytes": r.size,
-                                "path": str(r.path),
-                            }
-                            for r in kept
-                        ],
-                    }
-                )
+                _print_json(document(environment=name, runs=[_run_json(r) for r in kept]))
             else:
                 for r in kept:
                     print(f"{r.started_at:%Y-%m-%dT%H:%M:%SZ} {r.phase:<9} {r.size:>8} {r.path}")
             return
         if follow:
-            _follow(ws.data_dir, name, phase)
+            _follow(ws.data_dir, name, phase, fmt)
             return
         if not kept:
             what = f"{phase} " if phase else ""
+            if fmt is OutputFormat.JSON:
+                _print_json(document(environment=name, run=None, output=None))
+                return
             print(
                 f"{name}: no {what}phase output kept yet (in {ws.data_dir / name / 'logs'})", file=sys.stderr
             )
             return
         newest = kept[0]
+        text = newest.path.read_text(encoding="utf-8", errors="replace")
+        if fmt is OutputFormat.JSON:
+            _print_json(document(environment=name, run=_run_json(newest), output=text))
+            return
         print(f"==> {newest.phase} run started {newest.started_at:%Y-%m-%dT%H:%M:%SZ} ({newest.path}) <==")
-        sys.stdout.write(newest.path.read_text(encoding="utf-8", errors="replace"))
+        sys.stdout.write(text)
 
 
-def _follow(data_dir: Path, name: str, phase: str | None) -> None:
+def _run_json(run: PhaseRun) -> dict[str, Any]:
+    return {
+        "phase": run.phase,
+        "startedAt": timestamp(run.started_at),
+        "bytes": run.size,
+        "path": str(run.path),
+    }
+
+
+def _follow(data_dir: Path, name: str, phase: str | None, fmt: OutputFormat) -> None:
+    """Text: a ``==>`` header per run, then its lines. JSON: one object per line, as they come."""
     stopping = threading.Event()
     shown: Path | None = None
     # Ctrl-C or SIGTERM stops following, even when SIGINT came in ignored (a job a shell put in
@@ -89,6 +97,10 @@ def _follow(data_dir: Path, name: str, phase: str | None) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     try:
         for run, line in follow_runs(data_dir, name, phase, stop=stopping.is_set):
+            if fmt is OutputFormat.JSON:
+                row = document(environment=name, run=_run_json(run), line=line)
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+                continue
             if run.path != shown:
                 print(f"==> {run.phase} run started {run.started_at:%Y-%m-%dT%H:%M:%SZ} ({run.path}) <==")
                 shown = run.path

@@ -16,6 +16,7 @@ import pygit2
 import typer
 
 from reconciler.cli.app import app
+from reconciler.cli.kept_plans import DiskKeptPlans, ObservedView
 from reconciler.cli.options import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -23,9 +24,13 @@ from reconciler.cli.options import (
     AllowedSignersOption,
     PlanFormat,
     RepoOption,
+    SelectorOption,
     bulk_load,
+    nothing_selected,
+    parse_selector_option,
     signers_path,
 )
+from reconciler.cli.output import err, fail
 from reconciler.cli.plan_changes import input_changes
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
@@ -38,7 +43,9 @@ from reconciler.desired.loader import (
     resolve_revision,
 )
 from reconciler.desired.models import SignaturePolicy
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.selector import Selector, select
 from reconciler.desired.trust import (
     ALLOWED_SIGNERS_ENV,
     AllowedSigners,
@@ -50,7 +57,6 @@ from reconciler.desired.trust import (
 )
 from reconciler.domain import AnyEnvironment, Lock
 from reconciler.planner import plan_all
-from reconciler.planner.plan import Unreadable
 from reconciler.planner.report import (
     PlanReport,
     Verification,
@@ -59,7 +65,8 @@ from reconciler.planner.report import (
     render_markdown,
     render_text,
 )
-from reconciler.store import GitStore, Observed, StoreError, is_stale
+from reconciler.store import GitStore, StoreError, is_stale
+from reconciler.store.git import StateTree
 
 __all__ = ["app"]
 
@@ -91,11 +98,12 @@ def plan_command(
         typer.Option("--detailed-exitcode", help="Exit 2 when reconciling would change something, else 0."),
     ] = False,
     allowed_signers: AllowedSignersOption = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Per environment: observed state, desired state, the transitions that would run and why."""
+    chosen = parse_selector_option(selector)
     if worktree and rev is not None:
-        typer.echo("error: --rev and --worktree exclude each other", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise fail("--rev and --worktree exclude each other", EXIT_USAGE)
     with bulk_load():
         try:
             report = make_report(
@@ -105,10 +113,12 @@ def plan_command(
                 worktree=worktree,
                 now=datetime.now(UTC),
                 allowed_signers=signers_path(allowed_signers),
+                selector=chosen,
             )
         except PlanError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from e
+            raise fail(str(e), EXIT_FAILURE) from e
+        if chosen is not None and not report.environments:
+            err.print(nothing_selected(chosen), markup=False)
         renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
         typer.echo(renderers.get(output, render_text)(report), nl=False)
     if report.has_errors:
@@ -126,12 +136,13 @@ def make_report(
     worktree: bool,
     now: datetime,
     allowed_signers: Path | None = None,
+    selector: Selector | None = None,
 ) -> PlanReport:
     """Load, observe, plan, and (with ``base``) compare: every I/O of ``plan`` is here."""
     try:
-        repo = pygit2.Repository(str(repo_path))
-    except (pygit2.GitError, KeyError) as e:
-        raise PlanError(f"{repo_path}: not a git repository") from e
+        repo = open_repository(repo_path)
+    except NotARepository as e:
+        raise PlanError(str(e)) from e
     try:
         signers = AllowedSigners.load(allowed_signers, repo) if allowed_signers is not None else None
     except TrustSetupError as e:
@@ -163,7 +174,34 @@ def make_report(
             repo, before.commit, snapshot.commit, rev=rev or "the desired branch", base_name=base or ""
         )
         snapshot = load_tree(repo, merged, snapshot.commit, cache=cache)
-    cache.save()
+    try:
+        return _plan_loaded(
+            repo,
+            repo_path,
+            snapshot,
+            before,
+            merged,
+            cache,
+            now=now,
+            verification=verification,
+            selector=selector,
+        )
+    finally:
+        cache.save()
+
+
+def _plan_loaded(
+    repo: pygit2.Repository,
+    repo_path: Path,
+    snapshot: DesiredSnapshot,
+    before: DesiredSnapshot | None,
+    merged: pygit2.Tree | None,
+    cache: ParseCache,
+    *,
+    now: datetime,
+    verification: Verification | None,
+    selector: Selector | None,
+) -> PlanReport:
     for loaded in (snapshot, before):
         refused = loaded.config_refused if loaded is not None else None
         if refused is not None:  # SPEC 2.4: nothing is planned with defaults in its place
@@ -171,7 +209,9 @@ def make_report(
     # Observed state lives where the configuration in force says: the base's, in a pull request.
     config = (before or snapshot).config
     state_ref = _state_ref(repo, config.state_ref, config.remote)
-    observed = _observed(repo_path, state_ref)
+    tree = _observed(repo_path, state_ref)
+    observed = ObservedView(tree)
+    kept = DiskKeptPlans(cache.disk, tree) if cache.disk is not None else None
     prune = config.prune
 
     def stale(lock: Lock) -> bool:
@@ -184,8 +224,19 @@ def make_report(
         return last is not None and last.spec.protected
 
     plans = plan_all(
-        snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
+        snapshot,
+        observed,
+        now=now,
+        prune=prune,
+        lock_stale=stale,
+        protected_before=protected_before,
+        kept=kept,
     )
+    problems = snapshot.problems
+    if selector is not None:
+        keep = _selected(selector, snapshot, before)
+        plans = [p for p in plans if p.name in keep]
+        problems = tuple(p for p in problems if p.environment is None or p.environment in keep)
     why = input_changes(repo, plans, observed, snapshot, merged, cache=cache)
     if before is None:
         return build_report(
@@ -193,25 +244,38 @@ def make_report(
             revision=snapshot.commit,
             state_ref=state_ref,
             generated_at=now,
-            problems=snapshot.problems,
+            problems=problems,
             verification=verification,
             input_changes=why,
         )
     base_plans = plan_all(
         before, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
     )
+    if selector is not None:
+        base_plans = [p for p in base_plans if p.name in keep]
     return build_report(
         plans,
         revision=snapshot.commit,
         state_ref=state_ref,
         generated_at=now,
-        problems=snapshot.problems,
+        problems=problems,
         base=before.commit,
         base_plans=base_plans,
         changed_files=_changed_environments(repo, before, snapshot, merged),
         verification=verification,
         input_changes=why,
     )
+
+
+def _selected(selector: Selector, snapshot: DesiredSnapshot, before: DesiredSnapshot | None) -> set[str]:
+    """Names whose labels match at the revision or, in a pull request, at its base (so that a change
+    of labels still shows both sides)."""
+    keep: set[str] = set()
+    for loaded in (snapshot, before):
+        if loaded is not None:
+            labels = {name: env.labels for name, env in loaded.environments.items()}
+            keep.update(select(labels, labels, selector))
+    return keep
 
 
 def _chosen(
@@ -259,12 +323,11 @@ def _state_ref(repo: pygit2.Repository, ref: str, remote: str | None) -> str:
     return tracking if tracking in repo.references else ref
 
 
-def _observed(repo_path: Path, state_ref: str) -> dict[str, AnyEnvironment | Unreadable]:
+def _observed(repo_path: Path, state_ref: str) -> StateTree:
     try:
-        found = GitStore(repo_path, state_ref).read_all()
+        return GitStore(repo_path, state_ref).read_lazily()
     except StoreError as e:
         raise PlanError(f"cannot read observed state from {state_ref}: {e}") from e
-    return {name: item.env if isinstance(item, Observed) else item for name, item in found.items()}
 
 
 def _merge(repo: pygit2.Repository, base: str, head: str, *, rev: str, base_name: str) -> pygit2.Tree:

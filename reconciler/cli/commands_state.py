@@ -12,13 +12,13 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
 import pygit2
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -41,25 +41,34 @@ from reconciler.cli.options import (
     EXIT_USAGE,
     AllowedSignersOption,
     OutputFormat,
+    SelectorOption,
+    complete_environment,
+    nothing_selected,
+    parse_selector_option,
     signers_path,
 )
+from reconciler.cli.output import console as make_console
+from reconciler.cli.output import err, fail
 from reconciler.cli.progress import progress_view
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import ALL_STATES, Lock, Phase, can_start
+from reconciler.desired.selector import Selector, select
+from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
 from reconciler.domain.dispatch import InvalidTransition
-from reconciler.engine.apply import UnknownEnvironment, apply_environments
+from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.progress import EnvironmentFinished
 from reconciler.engine.reconcile import Engine, ReconcileResult, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
 from reconciler.notify.feed import NotificationFeed, blocked, open_feed
+from reconciler.planner import suspension
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
 from reconciler.store.git import GitStore
 from reconciler.store.lock import holder_label
 from reconciler.store.message import EVENT_KINDS, person
 from reconciler.store.remote import RemoteStore
+from reconciler.views import FORMAT_VERSION, document, failure_view, lock_view
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -86,12 +95,10 @@ Store = Annotated[
 #: How long ``apply`` waits at exit for notifications still being delivered (``--notify-wait``).
 NOTIFY_WAIT_SECONDS = 10.0
 
-err = Console(stderr=True, soft_wrap=True, highlight=False)  # a path:line:col line stays one line
 
-
-def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = EXIT_FAILURE, kind: str | None = None) -> typer.Exit:
+    """``message`` may hold rich markup (escape what is user-written)."""
+    return fail(message, code, kind, markup=True)
 
 
 def _notice(message: str) -> None:
@@ -155,7 +162,8 @@ def _print_json_rows(data: dict[str, Any], key: str) -> None:
 @app.command()
 def apply(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Environments to reconcile (default: all).")
+        list[str] | None,
+        typer.Argument(help="Environments to reconcile (default: all).", autocompletion=complete_environment),
     ] = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -182,8 +190,10 @@ def apply(
             show_default=False,
         ),
     ] = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
+    chosen = parse_selector_option(selector)
     wait_seconds = _lock_timeout(lock_timeout)
     wait_notify = _duration(notify_wait, "--notify-wait", NOTIFY_WAIT_SECONDS)
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
@@ -191,6 +201,12 @@ def apply(
         engine = ws.engine(snapshot)
         for problem in snapshot.problems:
             err.print(str(problem), highlight=False, markup=False)
+        if chosen is not None:
+            try:
+                known = targets(engine, snapshot, names)  # an unknown NAME is still an error
+            except UnknownEnvironment as e:
+                raise _fail(str(e), kind="not_found") from e
+            names = _select_names(snapshot, known if names else None, chosen, fmt)
 
         def waiting(name: str, lock: Lock, seconds: float) -> None:
             holder = holder_label(lock.holder)
@@ -221,12 +237,29 @@ def apply(
                     on_result=lambda result: view(EnvironmentFinished(result)),
                 )
         except UnknownEnvironment as e:
-            raise _fail(str(e)) from e
+            raise _fail(str(e), kind="not_found") from e
         if not json_lines:
             _report(results, fmt, snapshot.commit)
         if feed is not None:
             _notify_outcomes(feed, snapshot, results, wait_notify)
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
+
+
+def _select_names(
+    snapshot: DesiredSnapshot, names: list[str] | None, selector: Selector, fmt: OutputFormat
+) -> list[str]:
+    """``apply -l``: the declared environments (of ``names``, when given) whose labels match.
+
+    Matching nothing is not an error: it is said, and the run ends with exit 0.
+    """
+    labels = {name: env.labels for name, env in snapshot.environments.items()}
+    picked = select(names or sorted(labels), labels, selector)
+    if not picked:
+        err.print(nothing_selected(selector), markup=False)
+        if fmt is OutputFormat.JSON:
+            _report([], fmt, snapshot.commit)
+        raise typer.Exit(EXIT_OK)
+    return picked
 
 
 def _notify_outcomes(
@@ -269,6 +302,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
     if fmt is OutputFormat.JSON:
         _print_json(
             {
+                "formatVersion": FORMAT_VERSION,
                 "desiredCommit": commit,
                 "converged": all(r.ok for r in results),
                 "environments": [
@@ -278,7 +312,7 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
                         "state": r.state,
                         "reason": r.reason,
                         "transitions": [{"from": a, "to": b} for a, b in r.transitions],
-                        "failure": r.failure.model_dump(mode="json", by_alias=True) if r.failure else None,
+                        "failure": failure_view(r.failure) if r.failure else None,
                     }
                     for r in results
                 ],
@@ -295,41 +329,94 @@ def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | Non
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Argument(help="One environment (default: all).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One environment (default: all).", autocompletion=complete_environment),
+    ] = None,
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     fmt: Format = OutputFormat.TEXT,
     store: Store = "git",
     allowed_signers: AllowedSignersOption = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Table of environments: observed, desired, converged?, lock, last transition, failure."""
+    chosen = parse_selector_option(selector)
+    if chosen is not None and at is not None:
+        raise _fail(
+            "-l/--selector reads labels from the desired state now; it does not go with --at", EXIT_USAGE
+        )
     with _workspace(repo, data_dir, store, allowed_signers) as ws:
         snapshot = ws.desired()
         if at is not None:
             _status_at(ws.store_for(snapshot), ws.repo, at, name, fmt)
             return
         engine = ws.engine(snapshot)
-        rows = environment_rows(engine, snapshot, name)
+        rows = environment_rows(engine, snapshot, name, chosen)
         if name is not None and not rows:
-            raise _fail(f"unknown environment '{name}'")
+            if chosen is not None and name in snapshot.names:
+                raise _fail(f"'{name}' does not match the selector '{chosen}'")
+            raise _fail(f"unknown environment '{name}'", kind="not_found")
         if fmt is OutputFormat.JSON:
-            _print_json(rows)
+            _print_json_rows(document(desiredCommit=snapshot.commit, environments=rows), "environments")
+            return
+        if chosen is not None and not rows:
+            err.print(nothing_selected(chosen), markup=False)
             return
         table = Table(title=f"desired commit {(snapshot.commit or 'work tree')[:12]}")
-        for col in ("environment", "observed", "desired", "converged", "lock", "last transition", "failure"):
+        columns = (
+            "environment",
+            "observed",
+            "desired",
+            "converged",
+            "drift",
+            "lock",
+            "last transition",
+            "failure",
+        )
+        for col in columns:
             table.add_column(col)
         for row in rows:
-            table.add_row(
-                row["name"],
-                row["observed"] or "-",
-                row["desired"] or "-",
-                row["verdict"],
-                row["lock"] or "-",
-                row["lastTransition"] or "-",
-                row["failure"] or "-",
-            )
-        Console(width=160).print(table)
+            table.add_row(*(escape(cell) for cell in status_cells(row)))
+        make_console(width=160).print(table)
+
+
+def status_cells(row: dict[str, Any]) -> list[str]:
+    """The text table's cells of one plain ``status`` row (``reconciler.views.environment_view``)."""
+    corrupt = row["corrupt"]
+    verdict = row["verdict"]
+    observed = "corrupt" if corrupt else row["observed"] or "-"
+    desired = row["desired"] or ("invalid" if verdict == "invalid" else "-")
+    converged = "yes" if row["converged"] else ("corrupt" if corrupt else f"no: {verdict}")
+    held = row.get("suspended")
+    if held:
+        mark = f"⏸ suspended by {held['by']}" if held.get("by") else "⏸ suspended by its file"
+        converged = f"no: {mark}" if verdict == "suspended" else f"{converged}, {mark}"
+    drift = row.get("drift")
+    drift_text = "-" if not drift else str(drift["status"]).replace("_", " ")
+    lock = row["lock"]
+    lock_text = "-"
+    if lock is not None:
+        holder = f"{lock['holder']['host']}:{lock['holder']['pid']}"
+        expires = datetime.fromisoformat(lock["expiresAt"])
+        lock_text = (
+            f"{holder} (stale: {lock['staleReason']})"
+            if lock["stale"]
+            else f"{holder} until {expires:%H:%M:%S}"
+        )
+    last = row["lastTransition"]
+    last_text = "-"
+    if last is not None:
+        at = datetime.fromisoformat(last["at"])
+        last_text = f"{last['from']} -> {last['to']} at {at:%Y-%m-%d %H:%M:%S}"
+    failure = row["failure"]
+    failure_text = "-"
+    if corrupt:
+        failure_text = corrupt["error"]
+    elif failure is not None:
+        failure_text = f"{failure['failedStep']}: {failure['errorSummary']} (attempt {failure['attempt']})"
+    return [row["name"], observed, desired, converged, drift_text, lock_text, last_text, failure_text]
 
 
 def _fleet_at(st: StateStore, repo: pygit2.Repository, at: str) -> dict[str, Any]:
@@ -362,8 +449,9 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
         last = row["lastTransition"]
         lock = row["lock"]
         failure = row["failure"]
+        held = row.get("suspended")
         table.add_row(
-            escape(row["name"]),
+            escape(row["name"]) + (escape(f"\n⏸ suspended by {held.get('by')}") if held else ""),
             row["state"] or "-",
             (row["desiredCommit"] or "-")[:12],
             "-" if not lock else escape(f"{lock['holder']['host']}:{lock['holder']['pid']}"),
@@ -374,12 +462,12 @@ def _status_at(st: StateStore, repo: pygit2.Repository, at: str, name: str | Non
             if not failure
             else escape(f"{failure.get('failedStep', '')}: {failure.get('errorSummary', '')}"),
         )
-    Console(width=160).print(table)
+    make_console(width=160).print(table)
 
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     at: AtOption = None,
     repo: Repo = Path("."),
     data_dir: DataDir = None,
@@ -405,32 +493,44 @@ def show(
             if name in snapshot.names:
                 hint = f"never reconciled yet; run `reconcile apply {name}`"
                 if fmt is OutputFormat.JSON:
-                    _print_json({"name": name, "state": None, "nextStep": hint})
+                    _print_json(document(name=name, state=None, lock=None, nextStep=hint))
                 else:
                     print(f"Environment '{name}' has no recorded state.\nnext step: {hint}")
                 return
-            raise _fail(f"unknown environment '{name}'")
+            raise _fail(f"unknown environment '{name}'", kind="not_found")
         env = observed.env
         hint = next_step(env, name in snapshot.names)
         if name in snapshot.broken:
             first = snapshot.broken[name][0]
             hint = f"its file is invalid and is left alone until fixed: {first}; fix it and commit"
         if fmt is OutputFormat.JSON:
-            _print_json({"state": json.loads(env.to_json()), "nextStep": hint})
+            lock = None if env.lock is None else lock_view(env.lock, utcnow())
+            _print_json(document(name=name, state=json.loads(env.to_json()), lock=lock, nextStep=hint))
             return
         print(str(env))
         print(env.to_json(), end="")
+        if env.suspended is not None:
+            held = env.suspended
+            print(f"suspended by: {held.by}\nsuspended at: {format_timestamp(held.at)}")
+            print(f"reason: {held.reason or '(none given)'}")
         if env.error_details is not None:
             f = env.error_details
             print(f"failed step: {f.failed_step}\nerror kind: {f.error_kind}\nattempt: {f.attempt}")
             if f.trace_file:
                 print(f"trace: {f.trace_file}")
+        if env.drift is not None and env.drift.status != "in_sync":
+            d = env.drift
+            since = format_timestamp(d.since)
+            print(f"drift: {d.status} at {d.phase} step {d.step}: {d.summary} (since {since})")
         print(f"next step: {hint}")
 
 
 @app.command()
 def history(
-    names: Annotated[list[str] | None, typer.Argument(help="Environments (default: all).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Environments (default: all).", autocompletion=complete_environment),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", metavar="TIME", help="Events at or after this RFC 3339 time."),
@@ -480,7 +580,8 @@ def history(
             shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
             raise _fail(
                 f"unknown environment '{missing[0]}': it is not declared and has no history "
-                f"(known: {shown or 'none'})"
+                f"(known: {shown or 'none'})",
+                kind="not_found",
             )
         events = query_events(st, query)
         if fmt is OutputFormat.JSON:
@@ -527,7 +628,7 @@ def _show_at(st: StateStore, repo: pygit2.Repository, at: str, name: str, fmt: O
 
 def _phase_command(phase: Phase) -> None:
     def command(
-        name: Annotated[str, typer.Argument(help="The environment.")],
+        name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
         repo: Repo = Path("."),
         data_dir: DataDir = None,
         store: Store = "git",
@@ -539,6 +640,10 @@ def _phase_command(phase: Phase) -> None:
                 help="Run it even though dependsOn says not now (a dependency not ready, or a "
                 "dependent still alive for destroy).",
             ),
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Run it even though the environment is suspended (decision 021)."),
         ] = False,
     ) -> None:
         with _workspace(repo, data_dir, store, allowed_signers) as ws:
@@ -564,6 +669,12 @@ def _phase_command(phase: Phase) -> None:
                     )
                 if observed is None:
                     raise _fail(f"'{name}' has no recorded state; run `reconcile apply {name}` first")
+                suspended = suspension(desired, observed.env)
+                if suspended is not None and not force:
+                    raise _fail(
+                        f"refusing to {phase} '{name}': it is {escape(suspended.describe())}. "
+                        f"`reconcile resume {name}` (or its file) lifts it; --force runs {phase} anyway."
+                    )
                 if not can_start(observed.env.state, phase):
                     raise _fail(
                         f"cannot {phase} '{name}' from state '{observed.env.state_name}': {phase} may start "
@@ -595,7 +706,7 @@ for _phase in Phase:
 
 @app.command()
 def retry(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     repo: Repo = Path("."),
     data_dir: DataDir = None,
     store: Store = "git",
@@ -613,7 +724,7 @@ def retry(
 
 @app.command()
 def unlock(
-    name: Annotated[str, typer.Argument(help="The environment.")],
+    name: Annotated[str, typer.Argument(help="The environment.", autocompletion=complete_environment)],
     lock_id: Annotated[str, typer.Option("--lock-id", help="The lock's id, from `reconcile show`.")],
     repo: Repo = Path("."),
     data_dir: DataDir = None,

@@ -18,8 +18,7 @@ from reconciler.store import StateStore
 from reconciler.store.events import Event, EventLog, EventQuery, filter_events
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteStore
-
-FORMAT_VERSION = 1
+from reconciler.views import FORMAT_VERSION
 
 
 class WhenError(ValueError):
@@ -142,6 +141,7 @@ def _row(name: str, doc: dict[str, Any] | str, last: Event | None) -> dict[str, 
             lock=doc.get("lock"),
             failure=doc.get("failure"),
             updatedAt=doc.get("updatedAt"),
+            suspended=doc.get("suspended"),
         )
     row["lastTransition"] = None if last is None else last.to_json()
     return row

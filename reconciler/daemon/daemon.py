@@ -36,8 +36,8 @@ import pygit2
 
 from reconciler.daemon import footprint
 from reconciler.daemon.guarded import GuardedStore, Stopping
-from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.metrics import DaemonMetrics, LabelValues
+from reconciler.daemon.overrides import suspension_changed
 from reconciler.daemon.shard import EVERYTHING, Shard
 from reconciler.daemon.wake import Wake, concerned
 from reconciler.daemon.watch import RefWatch
@@ -47,6 +47,7 @@ from reconciler.desired.loader import head_branch, load_snapshot
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.trust import AllowedSigners, DesiredCommit, TrustSetupError, choose_desired, config_at
 from reconciler.engine.apply import targets
+from reconciler.engine.drift import Finding
 from reconciler.engine.reconcile import Engine, Outcome, ReconcileResult
 from reconciler.engine.workspace import Workspace, open_workspace
 from reconciler.notify import DeliveryStats, NotificationFeed
@@ -56,6 +57,9 @@ from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import CorruptState, StateStore, StoreError
 from reconciler.store.git import GitStore
 from reconciler.store.remote import RemoteCredentials, RemoteStore
+from reconciler.web.app import Endpoints, create_app
+from reconciler.web.auth import required_token
+from reconciler.web.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +132,13 @@ class Daemon:
         self._config_refused: str | None = None  # why the newest reconciler.yaml is refused, said once
         self._signers_problem: str | None = None
         self._failures: dict[str, int] = {}
-        self._pass_running = False
         self._checks_wanted: set[str] = set()
         self._check_failures: dict[str, int] = {}
         self._check_not_before: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
         self._watch: RefWatch | None = None
-        self._http: HttpEndpoints | None = None
+        self._http: WebServer | None = None
         self._ticker_beat = time.monotonic()
         #: The state branch's tip last looked at by ``_state_moved``, read through a repository of its own.
         self._state_seen: str | None = None
@@ -159,11 +162,14 @@ class Daemon:
         """Load, recover stale locks, then start the workers, the ticker, the watch and HTTP."""
         if self.settings.listen is not None:
             host, port = self.settings.listen
-            self._http = HttpEndpoints(
-                host,
-                port,
-                Endpoints(healthy=self._healthy, metrics=self.metrics.registry.exposition, hook=self._hook),
+            token = required_token(host, self._environ)  # refuses a non-loopback address without one
+            endpoints = Endpoints(
+                healthy=self._healthy,
+                metrics=self.metrics.registry.exposition,
+                hook=self._hook,
+                fleet=_DaemonFleet(self),
             )
+            self._http = WebServer(create_app(endpoints, token=token), host, port)
         self._sync_remote()
         self.refresh("start", force=True)
         if self._remote is not None:
@@ -415,6 +421,7 @@ class Daemon:
                 data_dir=self.workspace.data_dir,
                 environ=self._environ,
                 cancel=self._cancel,
+                on_check=self._on_check,
             )
             with self._state_lock:
                 self._store, self._engine = store, engine
@@ -489,7 +496,6 @@ class Daemon:
             with self._state_lock:
                 self._checks_wanted.update(names)
         self.metrics.woken.inc("pass", amount=len(names))
-        self._pass_running = True
         self._queue.add_all(names, background=background)
 
     def _owned(self, snapshot: DesiredSnapshot, engine: Engine) -> set[str] | None:
@@ -521,19 +527,22 @@ class Daemon:
                 if first or tip is None or tip == previous:
                     return
                 new = repo[tip].peel(pygit2.Tree)
+                overridden: set[str] = set()
                 if previous is None:  # the branch was just created
                     changed = {entry.name or "" for entry in new}
                 else:
+                    deltas = list(repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas)
                     changed = {
                         path.split("/", 1)[0]
-                        for delta in repo[previous].peel(pygit2.Tree).diff_to_tree(new).deltas
+                        for delta in deltas
                         for path in (delta.old_file.path, delta.new_file.path)
                         if path
                     }
+                    overridden = suspension_changed(repo, deltas)  # suspended or resumed by a person
             except (KeyError, ValueError, pygit2.GitError) as e:
                 logger.debug("cannot compare state branch tips", extra={"error": str(e)})
                 return
-        woken: set[str] = set()
+        woken: set[str] = set(overridden)
         for name in changed:
             woken.update(self._related(snapshot, name))
         self._queue.add_all(sorted(woken))  # refused unless it is of this daemon's shard
@@ -634,9 +643,10 @@ class Daemon:
                 logger.exception("reconcile crashed", extra={"environment": name})
             finally:
                 self._queue.done(name)
-                if self._pass_running and self._queue.depth() == 0 and self._queue.busy() == 0:
-                    self._pass_running = False
-                    footprint.trim()  # a pass over the fleet is over: give back what it freed
+                if self._queue.depth() == 0 and self._queue.busy() == 0:
+                    # A pass over the fleet, or a push's work, is over: give back what it freed
+                    # (a checkout, a reload); the heap would otherwise keep its high-water mark.
+                    footprint.trim()
 
     def _reconcile(self, name: str) -> None:
         current = self._current()
@@ -650,8 +660,18 @@ class Daemon:
             self._checks_wanted.discard(name)
         try:
             result = engine.reconcile(snapshot, name)
-            if result.ok and check and name in snapshot.environments:
-                result = engine.check(snapshot, name)
+            desired = snapshot.environments.get(name)
+            if result.ok and check and desired is not None:
+                with self._state_lock:
+                    uncured = self._check_failures.get(name, 0)
+                # A heal that does not cure is tried again at most retry.limit times in a row (decision 020).
+                heal = uncured <= desired.spec.retry.limit
+                if not heal:
+                    logger.warning(
+                        "drift not healed: earlier heals did not cure it",
+                        extra={"environment": name, "heals": uncured},
+                    )
+                result = engine.check(snapshot, name, heal=heal)
                 self._note_check(name, result)
         except Stopping:
             return
@@ -699,6 +719,9 @@ class Daemon:
         if result.outcome is Outcome.SUSPENDED:
             self.metrics.checks.inc("failing")  # reported only: a suspended environment is never healed
             return
+        if result.outcome is Outcome.DRIFTED:
+            self.metrics.checks.inc("drifted")  # reported only: not to be healed (now)
+            return
         if result.outcome is Outcome.FAILED and result.failure is None:
             self.metrics.checks.inc("failing")
             with self._state_lock:
@@ -734,6 +757,9 @@ class Daemon:
 
     # -- metrics and health ---------------------------------------------------------------
 
+    def _on_check(self, name: str, finding: Finding, seconds: float) -> None:
+        self.metrics.observe_check(name, str(finding.status), seconds)
+
     def _on_phase(self, phase: str, result: str, duration: float) -> None:
         self.metrics.transitions.inc(phase, result)
         self.metrics.phase_duration.observe(duration, phase, result)
@@ -766,6 +792,17 @@ class Daemon:
         if self._not_applied is not None:  # alive and working: a restart would not help (SPEC 10)
             return True, f"ok; {self._not_applied}"
         return True, "ok"
+
+
+class _DaemonFleet:
+    """What the dashboard reads: the daemon's own desired snapshot and engine (``web.fleet.FleetSource``)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.data_dir = daemon.workspace.data_dir
+
+    def current(self) -> tuple[DesiredSnapshot, Engine] | None:
+        return self._daemon._current()
 
 
 #: How many names a log record lists before it says how many more there are.

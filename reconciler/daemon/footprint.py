@@ -14,8 +14,9 @@ long-lived). Three process-wide settings keep that from costing more:
   what each arena freed; with a handful of workers that grows RSS by tens of
   MB for nothing. Two arenas are plenty for a process whose threads mostly
   wait (``mallopt(M_ARENA_MAX, 2)``, as ``MALLOC_ARENA_MAX=2``).
-- ``trim``: memory freed after a pass over the fleet (the start-up pass, a
-  resync) is handed back to the system (``malloc_trim``).
+- ``trim``: memory freed by work (the start-up pass, a resync, a push's reload
+  and checkout) is handed back to the system (``malloc_trim``) whenever the
+  work queue drains.
 
 Each is a no-op where the C library lacks the call. See docs/decisions/014-wake-by-difference.md.
 """
@@ -64,7 +65,7 @@ def settle() -> None:
 
 
 def trim() -> None:
-    """Hand memory freed by a pass over the fleet back to the system."""
+    """Hand memory freed by work back to the system (a few milliseconds, after the work is done)."""
     malloc_trim = getattr(_LIBC, "malloc_trim", None)
     if malloc_trim is not None:
         malloc_trim(0)

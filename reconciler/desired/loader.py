@@ -32,6 +32,7 @@ from reconciler.desired.models import (
     BlueprintFile,
     ConfigFile,
     EnvironmentFile,
+    EnvironmentSpec,
     ShellStep,
     Step,
     TofuStep,
@@ -66,7 +67,7 @@ class RevisionError(LookupError):
     """A revision that does not name a commit of the repository."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     """One file content, parsed (or refused). Problems carry no path: one blob may sit at several."""
 
@@ -84,7 +85,7 @@ class _Parsed:
         return text if isinstance(text, str) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Resolution:
     """An environment resolved against a blueprint, with the tree ids it depended on."""
 
@@ -130,7 +131,7 @@ def _step_info(step: Step) -> _StepInfo:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _EnvResult:
     """One environment file as the last load left it (before the ``dependsOn`` check)."""
 
@@ -156,6 +157,9 @@ class _LastLoad:
     ref_ids: dict[str, str | None]
     ref_users: dict[str, set[str]]
     blueprint_users: dict[str, set[str]]
+    #: Whether the three indexes above describe ``results``: built by the first load that revisits
+    #: a previous one (a one-shot command such as ``plan`` never needs them).
+    indexed: bool = True
 
 
 @dataclass
@@ -396,6 +400,10 @@ class _Blueprint:
     blob_id: str
     parsed: _Parsed
     model: BlueprintFile | None
+    #: ``_merge`` of an environment that declares no phase of its own: the blueprint's, made once.
+    inherited: list[
+        tuple[dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]]]
+    ] = field(default_factory=list, compare=False, repr=False)
 
 
 def misnamed_files(source: TreeSource) -> list[Problem]:
@@ -476,9 +484,13 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     # Which environment files to look at again, and their entries (None: gone).
     todo: dict[str, FileEntry | None] = {}
     if last is None or origin is None:
-        last = _LastLoad(origin or ("", ""), None, {}, {}, {}, {}, {})
+        last = _LastLoad(origin or ("", ""), None, {}, {}, {}, {}, {}, indexed=False)
         todo.update(_yaml_files(source, ENVIRONMENTS_DIR))
     else:
+        if not last.indexed:
+            for stem, outcome in last.results.items():
+                _index(last, stem, outcome)
+            last.indexed = True
         stems: set[str] = set()
         if isinstance(source, GitTreeSource):
             if env_tree != last.env_tree:
@@ -516,7 +528,7 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     cache.last = None  # until the indexes below are consistent again
     for stem, file_entry in todo.items():
         old = results.pop(stem, None)
-        if old is not None:
+        if old is not None and last.indexed:
             _unindex(last, stem, old)
         if file_entry is None:
             continue
@@ -527,7 +539,8 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
             new = _EnvResult(file_entry, None, None, (Problem(path, 1, 1, _unexpected(e), stem),), ())
         added = added or old is None
         results[stem] = new
-        _index(last, stem, new)
+        if last.indexed:
+            _index(last, stem, new)
     if added:
         results = dict(sorted(results.items()))
     else:  # every key kept its place; restore the sorted order of those re-inserted
@@ -612,10 +625,11 @@ def _load_environment(
     if not isinstance(parsed.model, EnvironmentFile):
         return _EnvResult(entry, parsed, None, _problems(parsed, path, stem), ())
     env = parsed.model
+    # A wrong name is reported with everything else wrong in the file, not alone (issue 15): the
+    # steps are still resolved under the file's stem, and ``dependsOn`` is checked after the load.
+    mismatch = None
     if env.metadata.name != stem:
-        return _EnvResult(
-            entry, parsed, None, (_name_mismatch(parsed, path, stem, env.metadata.name, stem),), ()
-        )
+        mismatch = _name_mismatch(parsed, path, stem, env.metadata.name, stem)
     name = env.spec.blueprint
     blueprint = blueprints.get(name) if name else None
     key = (stem, entry.blob_id, blueprint.blob_id if blueprint else name)
@@ -628,6 +642,9 @@ def _load_environment(
             hashes = tuple((str(phase), value) for phase, value in hit.result.phase_hashes.items())
             cache.disk.keep_resolution(stem, entry.blob_id, key[2], (hashes, hit.refs))
     cache.resolved[key] = hit
+    if mismatch is not None:
+        more = hit.result if isinstance(hit.result, tuple) else ()
+        return _EnvResult(entry, parsed, name, (mismatch, *more), hit.refs)
     return _EnvResult(entry, parsed, name, hit.result, hit.refs)
 
 
@@ -667,6 +684,7 @@ def _resolve_from_disk(
         phases=MappingProxyType(phases),
         phase_hashes=MappingProxyType(hashes),
         blob_id=blob_id,
+        labels=MappingProxyType(dict(env.metadata.labels)),
     )
     return _Resolution(resolved, tuple(refs))
 
@@ -830,6 +848,20 @@ def _merge(
     """
     spec = env.spec
     bp = blueprint.model if blueprint else None
+    if bp is not None and blueprint is not None and not spec.phases.model_fields_set:
+        # Most environments only name a blueprint: its phases, merged once per load and shared.
+        if not blueprint.inherited:
+            blueprint.inherited.append(_merge_phases(path, parsed, spec, blueprint, bp))
+        phases, origins = blueprint.inherited[0]
+    else:
+        phases, origins = _merge_phases(path, parsed, spec, blueprint, bp)
+    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
+    return phases, origins, merged_vars
+
+
+def _merge_phases(
+    path: str, parsed: _Parsed, spec: EnvironmentSpec, blueprint: _Blueprint | None, bp: BlueprintFile | None
+) -> tuple[dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]]]:
     phases: dict[PhaseOrCheck, tuple[Step, ...]] = {}
     origins: dict[PhaseOrCheck, tuple[str, _Parsed, object]] = {}
     for phase in _PHASES:
@@ -843,8 +875,7 @@ def _merge(
             origins[phase] = (blueprint.path, blueprint.parsed, inherited)
         else:
             phases[phase] = ()
-    merged_vars: dict[str, Any] = {**(bp.spec.vars if bp else {}), **spec.vars}
-    return phases, origins, merged_vars
+    return phases, origins
 
 
 def _phase_hash(steps_json: str, vars_json: str, paths: Mapping[str, str | None]) -> str:
@@ -875,6 +906,20 @@ def _path_issues(info: _StepInfo, object_id: Callable[[str], str | None]) -> lis
     return issues
 
 
+def _unknown_dependency(
+    parsed: _Parsed | None, path: str, name: str, i: int, dep: str, known: Iterable[str]
+) -> Problem:
+    choices = ", ".join(sorted(set(known) - {name})[:10]) or "none"
+    return _locate(
+        parsed,
+        path,
+        ("spec", "dependsOn", i),
+        f"`spec.dependsOn[{i}]`: no environment named {dep!r}; "
+        f"expected the name of a file in environments/ (e.g. {choices})",
+        name,
+    )
+
+
 def _dependency_problems(
     environments: Mapping[str, ResolvedEnvironment],
     broken: Mapping[str, tuple[Problem, ...]],
@@ -885,26 +930,32 @@ def _dependency_problems(
     Only environments that depend on another are visited (the others can be in
     no cycle), so a repository of mostly independent environments costs little.
     """
-    dependent = [name for name, env in environments.items() if env.spec.depends_on]
-    if not dependent:
-        return {}
-    texts = {name: results[name].parsed for name in dependent}
     known = environments.keys() | broken.keys()
     found: dict[str, list[Problem]] = {}
+    # A file refused for another reason is checked too, so that all its problems come at once.
+    for name in broken:
+        outcome = results.get(name)
+        parsed = outcome.parsed if outcome is not None else None
+        model = parsed.model if parsed is not None else None
+        if outcome is None or not isinstance(model, EnvironmentFile):
+            continue
+        for i, dep in enumerate(model.spec.depends_on):
+            if dep not in known:
+                found.setdefault(name, []).append(
+                    _unknown_dependency(
+                        parsed, f"{ENVIRONMENTS_DIR}/{outcome.entry.name}", name, i, dep, known
+                    )
+                )
+    dependent = [name for name, env in environments.items() if env.spec.depends_on]
+    if not dependent:
+        return {name: tuple(dict.fromkeys(problems)) for name, problems in found.items()}
+    texts = {name: results[name].parsed for name in dependent}
     for name in dependent:
         env = environments[name]
         for i, dep in enumerate(env.depends_on):
             if dep not in known:
-                choices = ", ".join(sorted(known - {name})[:10]) or "none"
                 found.setdefault(name, []).append(
-                    _locate(
-                        texts[name],
-                        env.path,
-                        ("spec", "dependsOn", i),
-                        f"`spec.dependsOn[{i}]`: no environment named {dep!r}; "
-                        f"expected the name of a file in environments/ (e.g. {choices})",
-                        name,
-                    )
+                    _unknown_dependency(texts[name], env.path, name, i, dep, known)
                 )
     # Cycles, by depth-first search with colours.
     colour: dict[str, int] = {}

@@ -65,7 +65,13 @@ VarValue = SecretRef | str | int | float | bool | None | list[Any] | dict[str, A
 
 
 class ShellStep(Schema):
+    """``run`` does it; ``check`` (optional) says whether its effect still holds: non-zero is drift.
+
+    Neither is ever templated; ``check`` runs with the same environment, ``cwd`` and timeout as ``run``.
+    """
+
     run: str
+    check: str | None = None
     env: dict[EnvName, SecretRef | str] = Field(default_factory=dict)
     cwd: str | None = None
     timeout_seconds: Seconds | None = None
@@ -164,9 +170,23 @@ class Retry(Schema):
     backoff_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS)
 
 
+class DriftSpec(Schema):
+    """``spec.drift`` (SPEC 3.1): look for drift of completed phases, and re-apply what drifted."""
+
+    detect: bool = True
+    heal: bool = True
+
+
 class Metadata(Schema):
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+#: Shared defaults: frozen, so one instance serves every file that leaves them out (a
+#: ``default_factory`` of a model cost a validation per file: half of validating a small one).
+_DEFAULT_RETRY = Retry()
+_NO_PHASES = Phases()
+_DEFAULT_DRIFT = DriftSpec()
 
 
 class EnvironmentSpec(Schema):
@@ -176,9 +196,10 @@ class EnvironmentSpec(Schema):
     depends_on: list[Name] = Field(default_factory=list)
     suspend: bool = False
     protected: bool = False
-    retry: Retry = Field(default_factory=Retry)
+    retry: Retry = _DEFAULT_RETRY
     timeout_seconds: Seconds = 1800
-    phases: Phases = Field(default_factory=Phases)
+    phases: Phases = _NO_PHASES
+    drift: DriftSpec = _DEFAULT_DRIFT
 
 
 class EnvironmentFile(Schema):

@@ -9,7 +9,9 @@ git object ids:
   passed its schema (the model is validated again from it, never unpickled);
 - ``resolved``: ``stem, file blob, blueprint blob`` -> the phase hashes and
   every repository path probed with the object id found, reused only when each
-  path still has that id.
+  path still has that id;
+- ``plans``: environment name -> the plan ``reconcile plan`` decided for it, with
+  what it was decided from (content ids: ``planner.plan.KeptPlans``), opaque here.
 
 It lives in one file under the git dir (``reconciler/plan-cache.marshal``,
 beside the events index): a plan needs no data dir, and every worktree and
@@ -38,14 +40,26 @@ logger = logging.getLogger(__name__)
 CACHE_DIR = "reconciler"
 CACHE_FILE = "plan-cache.marshal"
 #: Bumped when the layout of the file changes.
-FORMAT = 1
+FORMAT = 2
 _MAGIC = b"RPC\x01"
-#: The modules whose code decides what a file parses to and what a phase hashes to.
-_DECIDING = ("hashing", "loader", "models", "templating", "validation", "yamlio", "sources")
+#: The modules whose code decides what a file parses to, what a phase hashes to, how a state
+#: reads and what is planned from them (paths under the package).
+_DECIDING = (
+    *(f"desired/{name}" for name in ("hashing", "loader", "models", "templating", "validation", "yamlio")),
+    "desired/sources",
+    *(f"domain/{name}" for name in ("erased", "environment", "states", "values")),
+    "planner/plan",
+    "planner/suspension",
+    "planner/model",
+    "store/git",
+    "cli/kept_plans",
+)
 
 Document = Any
 #: ``(phase hashes as (phase, hash) pairs, probed paths as (path, object id or None) pairs)``.
 Resolution = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str | None], ...]]
+#: What a plan was decided from and the plan, as plain values (``cli.kept_plans``).
+KeptPlan = Any
 
 
 def _fingerprint() -> str:
@@ -56,7 +70,7 @@ def _fingerprint() -> str:
     from reconciler import __version__
 
     parts = [str(FORMAT), __version__, pydantic.VERSION, ruamel.yaml.__version__, sys.version]
-    here = Path(__file__).parent
+    here = Path(__file__).parent.parent
     for name in _DECIDING:
         try:
             info = (here / f"{name}.py").stat()
@@ -77,6 +91,8 @@ class PlanCache:
         #: What this run used or learned: what ``save`` writes.
         self._used_docs: dict[str, Document] = {}
         self._used_resolved: dict[str, Resolution] = {}
+        self._plans: dict[str, KeptPlan] = {}
+        self._used_plans: dict[str, KeptPlan] = {}
         self._refs: dict[tuple[tuple[str, str | None], ...], tuple[tuple[str, str | None], ...]] = {}
         self._dirty = False
         self._read()
@@ -96,16 +112,16 @@ class PlanCache:
             if magic != _MAGIC or hashlib.blake2b(payload, digest_size=32).digest() != digest:
                 raise ValueError("damaged, or not a plan cache")
             loaded = marshal.loads(payload)  # noqa: S302 (our own file under the git dir, checksummed)
-            if not (isinstance(loaded, tuple) and len(loaded) == 3 and loaded[0] == self._fingerprint):
+            if not (isinstance(loaded, tuple) and len(loaded) == 4 and loaded[0] == self._fingerprint):
                 raise ValueError("another version, or not a plan cache")
-            docs, resolved = loaded[1], loaded[2]
-            if not isinstance(docs, dict) or not isinstance(resolved, dict):
+            docs, resolved, plans = loaded[1], loaded[2], loaded[3]
+            if not isinstance(docs, dict) or not isinstance(resolved, dict) or not isinstance(plans, dict):
                 raise ValueError("unexpected layout")
         except Exception as e:  # only a cache: whatever is wrong with it, it is ignored and rewritten
             logger.debug("plan cache %s ignored: %s", self.path, e)
             self._dirty = True
             return
-        self._docs, self._resolved = docs, resolved
+        self._docs, self._resolved, self._plans = docs, resolved, plans
         self._dirty = len(docs) == 0
 
     # -- documents -----------------------------------------------------------------
@@ -157,17 +173,35 @@ class PlanCache:
             self._dirty = True
         self._used_resolved[key] = value
 
+    # -- plans ---------------------------------------------------------------------
+
+    def plan(self, name: str) -> KeptPlan | None:
+        """What an earlier run kept for ``name``; the caller checks it still holds, then ``keep_plan``s it."""
+        return self._plans.get(name)
+
+    def keep_plan(self, name: str, value: KeptPlan) -> None:
+        if self._plans.get(name) != value:
+            self._plans[name] = value
+            self._dirty = True
+        self._used_plans[name] = value
+
     # -- writing -------------------------------------------------------------------
 
     def save(self) -> None:
         """Write what this run used, atomically; nothing when it was all found there already."""
-        stale = len(self._used_docs) != len(self._docs) or len(self._used_resolved) != len(self._resolved)
+        stale = (
+            len(self._used_docs) != len(self._docs)
+            or len(self._used_resolved) != len(self._resolved)
+            or (len(self._used_plans) != len(self._plans) and bool(self._used_plans))
+        )
         if not self._dirty and not stale:
             return
         if not self._used_docs and not self._used_resolved:
             return
+        # A run that planned nothing (``validate``) leaves the plans the last ``plan`` kept.
+        plans = self._used_plans or self._plans
         try:
-            payload = marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved))
+            payload = marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved, plans))
             data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)

@@ -46,7 +46,7 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResolvedEnvironment:
     """One environment with its blueprint merged in.
 

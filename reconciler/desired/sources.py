@@ -23,7 +23,7 @@ import pygit2
 _MAX_LINK_HOPS = 40
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """A file in a directory of the repository: its name, content id and whether it is a symlink."""
 

@@ -25,7 +25,8 @@ from reconciler.desired.validation import field_path
 #: The names a template may use.
 TEMPLATE_NAMES = frozenset({"environment", "vars", "outputs"})
 _MARKERS = ("{{", "{%", "{#")
-_NEVER_RENDERED = ("shell", "run")
+#: ``shell.run`` and ``shell.check`` are commands: never rendered, so no value can inject shell syntax.
+_NEVER_RENDERED = frozenset({("shell", "run"), ("shell", "check")})
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
@@ -88,7 +89,7 @@ def resolve_vars(
 
 def _render_tree(value: Any, loc: Loc, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
-        if loc == _NEVER_RENDERED or not is_template(value):
+        if loc in _NEVER_RENDERED or not is_template(value):
             return value
         try:
             return _jinja.from_string(value).render(context)
@@ -121,7 +122,7 @@ def render_step(
 
 def _strings(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
     if isinstance(value, str):
-        return [] if loc == _NEVER_RENDERED else [(loc, value)]
+        return [] if loc in _NEVER_RENDERED else [(loc, value)]
     if isinstance(value, dict):
         return [item for k, v in value.items() for item in _strings(v, (*loc, k))]
     if isinstance(value, list):

@@ -3,6 +3,7 @@
 Nothing here does I/O; everything else imports it.
 """
 
+from reconciler.domain.drift import DriftRecord, DriftStatus
 from reconciler.domain.environment import Environment
 from reconciler.domain.erased import AnyEnvironment, StateDocument, StateDocumentError, StateTypeError
 from reconciler.domain.states import (
@@ -42,6 +43,7 @@ from reconciler.domain.values import (
     Lock,
     LockHolder,
     PhaseRecord,
+    SuspensionRecord,
     format_timestamp,
     utcnow,
 )
@@ -63,6 +65,8 @@ __all__ = [
     "DestroyFailed",
     "Destroyed",
     "Destroying",
+    "DriftRecord",
+    "DriftStatus",
     "Environment",
     "ErrorKind",
     "Failed",
@@ -84,6 +88,7 @@ __all__ = [
     "StateDocument",
     "StateDocumentError",
     "StateTypeError",
+    "SuspensionRecord",
     "can_start",
     "completed_phases",
     "format_timestamp",

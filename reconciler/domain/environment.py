@@ -15,6 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from reconciler.domain.drift import DriftRecord
 from reconciler.domain.states import (
     CanConfigure,
     CanDestroy,
@@ -40,7 +41,14 @@ from reconciler.domain.states import (
     Starting,
     State,
 )
-from reconciler.domain.values import FailureContext, Lock, PhaseRecord, format_timestamp, utcnow
+from reconciler.domain.values import (
+    FailureContext,
+    Lock,
+    PhaseRecord,
+    SuspensionRecord,
+    format_timestamp,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from reconciler.domain.erased import AnyEnvironment
@@ -82,6 +90,10 @@ class Environment(Generic[S_co]):
     lock: Lock | None = None
     failure: FailureContext | None = None
     updated_at: datetime = field(default_factory=utcnow)
+    #: What the last look for drift found (SPEC 3.1); kept across transitions, forgotten by a destroy.
+    drift: DriftRecord | None = None
+    #: An operator's ``reconcile suspend``: kept through every transition until ``reconcile resume``.
+    suspended: SuspensionRecord | None = None
 
     @staticmethod
     def create(
@@ -101,6 +113,7 @@ class Environment(Generic[S_co]):
         failure: FailureContext | None = None,
         phases: Mapping[Phase, PhaseRecord] | None = None,
         outputs: Mapping[str, str] | None = None,
+        keep_drift: bool = True,
     ) -> Environment[T]:
         when = _when(at)
         if failure is not None and failure.phase is not state.phase:
@@ -125,6 +138,8 @@ class Environment(Generic[S_co]):
             lock=lock,
             failure=failure,
             updated_at=when,
+            drift=self.drift if keep_drift else None,
+            suspended=self.suspended,
         )
 
     def _start(
@@ -260,7 +275,7 @@ class Environment(Generic[S_co]):
 
     def destroyed(self: Environment[Destroying], *, at: datetime | None = None) -> Environment[Destroyed]:
         """Nothing survives a destroy but the name: phase records and outputs go."""
-        return self._to(Destroyed, at=at, phases=MappingProxyType({}), outputs={})
+        return self._to(Destroyed, at=at, phases=MappingProxyType({}), outputs={}, keep_drift=False)
 
     def destroy_failed(
         self: Environment[Destroying], ctx: FailureContext, *, at: datetime | None = None
@@ -281,6 +296,14 @@ class Environment(Generic[S_co]):
 
         return AnyEnvironment(self)
 
+    def with_suspension(self, suspended: SuspensionRecord | None) -> Environment[S_co]:
+        """The same state, suspended by an operator (or resumed: ``None``); no transition."""
+        return replace(self, suspended=suspended)
+
     def with_desired_commit(self, desired_commit: str) -> Environment[S_co]:
         """The same state, pointing at another desired commit (no transition)."""
         return replace(self, desired_commit=desired_commit)
+
+    def with_drift(self, drift: DriftRecord | None) -> Environment[S_co]:
+        """The same state with what a look for drift found (an observation, not a transition)."""
+        return replace(self, drift=drift)

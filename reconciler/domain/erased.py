@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 from pydantic.alias_generators import to_camel
 
+from reconciler.domain.drift import DriftRecord
 from reconciler.domain.states import STATES_BY_NAME, Phase, State
-from reconciler.domain.values import FailureContext, Lock, PhaseRecord, format_timestamp
+from reconciler.domain.values import FailureContext, Lock, PhaseRecord, SuspensionRecord, format_timestamp
 
 if TYPE_CHECKING:
     from reconciler.domain.environment import Environment
@@ -54,6 +55,10 @@ class StateDocument(BaseModel):
     lock: Lock | None = None
     failure: FailureContext | None = None
     updated_at: AwareDatetime
+    #: Optional (SPEC 4.2): absent until a look for drift found something; files without it still read.
+    drift: DriftRecord | None = None
+    #: Optional (SPEC 4.2): absent, not ``null``, when nobody suspended it, so older files read the same.
+    suspended: SuspensionRecord | None = None
 
     @field_serializer("updated_at")
     def _ts(self, value: datetime) -> str:
@@ -131,6 +136,18 @@ class AnyEnvironment:
         return self._env.updated_at
 
     @property
+    def drift(self) -> DriftRecord | None:
+        return self._env.drift
+
+    def with_drift(self, drift: DriftRecord | None) -> AnyEnvironment:
+        return AnyEnvironment(self._env.with_drift(drift))
+
+    @property
+    def suspended(self) -> SuspensionRecord | None:
+        """An operator's ``reconcile suspend``, when one is in force."""
+        return self._env.suspended
+
+    @property
     def environment(self) -> Environment[State]:
         """The typed environment, as its widest type."""
         return self._env
@@ -176,11 +193,17 @@ class AnyEnvironment:
             lock=env.lock,
             failure=env.failure,
             updated_at=env.updated_at,
+            drift=env.drift,
+            suspended=env.suspended,
         )
 
     def to_json(self) -> str:
         """Stable, human-diffable JSON (sorted by the model's field order, 2-space indent)."""
         data = self.to_document().model_dump(mode="json", by_alias=True)
+        if data.get("drift") is None:
+            data.pop("drift", None)  # optional key: absent rather than null, as before it existed
+        if data.get("suspended") is None:
+            data.pop("suspended", None)  # an optional key (SPEC 4.2): written only when set
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -213,6 +236,8 @@ class AnyEnvironment:
             lock=doc.lock,
             failure=doc.failure,
             updated_at=doc.updated_at,
+            drift=doc.drift,
+            suspended=doc.suspended,
         )
         return cls(env)
 

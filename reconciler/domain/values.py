@@ -103,3 +103,20 @@ class PhaseRecord(WireModel):
     @field_serializer("completed_at")
     def _ts(self, value: datetime) -> str:
         return format_timestamp(value)
+
+
+class SuspensionRecord(WireModel):
+    """An operator's ``reconcile suspend`` as ``state.json`` keeps it (SPEC 4.2 ``suspended``).
+
+    It lives on the state branch, not in the environment's file, so it holds
+    whatever the file says until ``reconcile resume``.
+    """
+
+    #: ``<user>@<host>`` of who suspended it.
+    by: str = Field(min_length=1)
+    at: AwareDatetime
+    reason: str | None = None
+
+    @field_serializer("at")
+    def _ts(self, value: datetime) -> str:
+        return format_timestamp(value)

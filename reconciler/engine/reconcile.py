@@ -30,6 +30,8 @@ from reconciler.desired.templating import TemplateError, render_step, resolve_va
 from reconciler.domain import (
     FORWARD_PHASES,
     AnyEnvironment,
+    DriftRecord,
+    DriftStatus,
     Environment,
     ErrorKind,
     FailureContext,
@@ -40,12 +42,13 @@ from reconciler.domain import (
 from reconciler.domain.dispatch import fail_phase, start_phase, succeed_phase
 from reconciler.domain.dispatch import recreate as recreate_env
 from reconciler.domain.states import SUCCEEDED
+from reconciler.engine import drift
 from reconciler.engine.checkout import checkout as leased_checkout
 from reconciler.engine.clock import Clock, SystemClock
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.progress import ProgressObserver, StepOutput, StepStarted
 from reconciler.engine.trace import PhaseLog, phase_log_path, trace_path, write_trace
-from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment
+from reconciler.planner import ActionKind, EnvironmentPlan, PlanContext, Verdict, plan_environment, suspension
 from reconciler.steps import StepContext, StepOutcome, StepRunner, redact
 from reconciler.steps.redact import REDACTED
 from reconciler.store import CorruptStateError, LostRace, Observed, PushRefused, StateStore, StoreError
@@ -71,6 +74,8 @@ class Outcome(StrEnum):
     """How one environment's reconcile ended."""
 
     CONVERGED = "converged"
+    #: ``check`` only: drift or a failing check found and not healed (not allowed, or nothing to heal).
+    DRIFTED = "drifted"
     FAILED = "failed"
     BLOCKED = "blocked"
     WAITING = "waiting"
@@ -124,6 +129,10 @@ class ReconcileResult:
     checked: bool = False
     #: ``waiting`` only: the live lock of another reconciler that keeps this environment from moving.
     locked_by: Lock | None = None
+    #: ``check`` only: what the last look found, as kept in the environment's state.
+    drift: DriftRecord | None = None
+    #: ``check`` only: what the first look found, before any heal (``None``: nothing was looked at).
+    found: DriftStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -151,6 +160,8 @@ class Engine:
     #: A person's ``<user>@<host>`` when they ran this by hand: every commit is theirs (SPEC 4.1).
     #: ``None``: what is planned from a desired commit is its author's, checks and recovery ``reconciler``'s.
     actor: str | None = None
+    #: Told of every look for drift: (environment, finding, seconds it took); the daemon's metrics.
+    on_check: Callable[[str, drift.Finding, float], None] | None = None
     #: Definitions of environments whose file is gone, as last applied, by (commit, name).
     _definitions: dict[tuple[str, str], ResolvedEnvironment | None] = field(default_factory=dict, repr=False)
     _definitions_cache: ParseCache = field(default_factory=ParseCache, repr=False)
@@ -466,12 +477,14 @@ class Engine:
         transitions: list[tuple[str, str]] | None = None,
         *,
         actor: str | None = None,
+        cause: str | None = None,
     ) -> FailureContext | None:
         """Take the lock, run the phase's steps, commit success or failure.
 
         Returns the failure context, or ``None`` on success. ``LostRace`` from
         taking the lock propagates: nothing ran. ``actor`` (default: ``self.actor``,
-        else the desired commit's author) is who the commits are attributed to.
+        else the desired commit's author) is who the commits are attributed to;
+        ``cause`` (a heal's finding) goes in the body of the commits it makes.
         """
         transitions = transitions if transitions is not None else []
         actor = actor or self.actor_of(snapshot.commit)
@@ -480,7 +493,7 @@ class Engine:
         started_at = self.clock.now()
         lock = new_lock(timeout, LOCK_GRACE_SECONDS, started_at)
         entering = start_phase(observed.env, phase, lock=lock, desired_commit=snapshot.commit, at=started_at)
-        held = self._commit(name, observed, entering, transitions, actor=actor)
+        held = self._commit(name, observed, entering, transitions, detail=cause, actor=actor)
 
         started = time.monotonic()
         deadline = started + timeout
@@ -561,7 +574,7 @@ class Engine:
                     outputs=redact_outputs(outputs, secrets),
                     at=finished_at,
                 )
-                self._finish(name, current, done, transitions, actor=actor)
+                self._finish(name, current, done, transitions, detail=cause, actor=actor)
                 return None
             except StoreError:
                 # The phase ran: a remote that stayed away, or a lost lock, is not its failure, and
@@ -605,7 +618,8 @@ class Engine:
                 current,
                 fail_phase(current.env, failure, at=finished_at),
                 transitions,
-                detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}",
+                detail=f"Failed step: {failure.failed_step}\nError: {failure.error_kind}: {summary}"
+                + (f"\n{cause}" if cause else ""),
                 actor=actor,
             )
         except StoreError:
@@ -667,6 +681,8 @@ class Engine:
                     extra={"environment": name, "state": after.state_name, "error": str(e)},
                 )
                 current = fresh
+                # An operator may have suspended or resumed it while the phase ran: their word stands.
+                after = after.environment.with_suspension(fresh.env.suspended).into_any()
             except StoreError as e:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -693,14 +709,17 @@ class Engine:
 
     # -- drift and health ---------------------------------------------------------------
 
-    def check(self, snapshot: DesiredSnapshot, name: str) -> ReconcileResult:
-        """Run a converged environment's ``check`` steps; on a failure re-apply from its ``reapply`` phase.
+    def check(self, snapshot: DesiredSnapshot, name: str, *, heal: bool = True) -> ReconcileResult:
+        """Look at a converged environment for drift (SPEC 3.1); heal it when allowed.
 
-        A suspended environment's failing check is reported (``suspended``), never healed.
-        A passing check writes nothing. A failing one re-runs the named phase and
-        every later phase up to the desired state, each recorded as transitions.
+        The probes of its completed phases and its ``check`` steps run (``engine/drift.py``);
+        what they find is kept as ``drift`` in its state, with a state-branch commit only
+        when it changed (decision 020). A finding is healed (re-applied from the drifted
+        phase, or a failing check's ``reapply``, up to the desired state) when ``heal`` and
+        ``spec.drift.heal`` allow it and the environment is not suspended; then it is
+        looked at again. A heal that does not cure is a ``failed`` result without a
+        failure, for the caller to back off from.
         """
-        transitions: list[tuple[str, str]] = []
         observed = self.store.read(name)
         plan = self.plan(snapshot, name, observed)
         desired = snapshot.environments.get(name)
@@ -708,34 +727,51 @@ class Engine:
             return self._result(
                 name, _FROM_VERDICT.get(plan.verdict, Outcome.WAITING), plan.reason, [], observed
             )
-        target = desired.desired_state
-        if str(target) in ("created", "destroyed") or not desired.steps("check"):
+        target = str(desired.desired_state)
+        if target in ("created", "destroyed"):
             return self._result(name, Outcome.CONVERGED, "nothing to check", [], observed)
-        failing = self._failing_check(snapshot, desired, observed)
-        if failing is None:
-            return self._result(name, Outcome.CONVERGED, "checks passed", [], observed, checked=True)
-        step_reapply, summary = failing
-        if desired.spec.suspend:
-            # SPEC 3.1: a suspended environment is checked and reported, never healed.
+        target_phase = _PHASE_OF_STATE[target]
+        if not drift.has_anything_to_look_at(desired, target_phase):
+            return self._result(name, Outcome.CONVERGED, "nothing to check", [], observed)
+        finding, observed = self._look_and_record(snapshot, desired, target_phase, observed)
+        if observed is None:
+            return self._result(name, Outcome.WAITING, "it moved while it was looked at", [])
+        if finding.in_sync:
+            return self._checked(name, Outcome.CONVERGED, "in sync", [], observed, found=finding.status)
+        what = f"{finding.status} at {finding.phase} step {finding.step}: {finding.summary}"
+        # Read again: an operator may have suspended it while it was looked at.
+        suspended = suspension(desired, (self.store.read(name) or observed).env)
+        if suspended is not None:
+            # SPEC 3.1: a suspended environment (its file or `reconcile suspend`) is checked and
+            # reported, never healed.
             logger.warning(
-                "check failed; suspended, so not re-applied",
-                extra={"environment": name, "reapply": step_reapply, "summary": summary},
+                "drift found; suspended, so not re-applied",
+                extra={"environment": name, "found": what, "suspended": suspended.describe()},
             )
-            return self._result(
+            return self._checked(
                 name,
                 Outcome.SUSPENDED,
-                f"check failed ({summary}); suspended, not re-applied",
+                f"{what}; {suspended.describe()}, not healed",
                 [],
                 observed,
-                checked=True,
+                found=finding.status,
             )
+        if finding.reapply is None or not heal or not desired.spec.drift.heal:
+            why = (
+                "could not look, nothing to heal"
+                if finding.reapply is None
+                else ("spec.drift.heal is false" if heal else "not asked to heal")
+            )
+            logger.warning("drift found; not healed", extra={"environment": name, "found": what, "why": why})
+            return self._checked(name, Outcome.DRIFTED, f"{what} ({why})", [], observed, found=finding.status)
         logger.warning(
-            "check failed; re-applying",
-            extra={"environment": name, "reapply": step_reapply, "summary": summary},
+            "drift found; re-applying",
+            extra={"environment": name, "found": what, "reapply": str(finding.reapply)},
         )
+        cause = f"Healing drift: {what}"
+        transitions: list[tuple[str, str]] = []
         order = list(FORWARD_PHASES)
-        last = order.index(_PHASE_OF_STATE[str(target)])
-        for phase in order[order.index(Phase(step_reapply)) : last + 1]:
+        for phase in order[order.index(finding.reapply) : order.index(target_phase) + 1]:
             current = self.store.read(name)
             assert current is not None
             failure = self.run_phase(
@@ -746,79 +782,118 @@ class Engine:
                 attempt=1,
                 transitions=transitions,
                 actor=self.actor or RECONCILER_ACTOR,  # healing: the daemon's own, or `check --heal`'s
+                cause=cause,
             )
             if failure is not None:
-                return self._result(
+                return self._checked(
                     name,
                     Outcome.FAILED,
                     failure.error_summary,
                     transitions,
                     self.store.read(name),
                     failure,
-                    checked=True,
+                    found=finding.status,
                 )
         after = self.store.read(name)
-        if after is not None:
-            still = self._failing_check(snapshot, desired, after)
-            if still is not None:
-                # The re-apply succeeded but did not cure it: a failure for the caller to back off
-                # from (the state stays honest: every phase it ran succeeded).
-                return self._result(
-                    name,
-                    Outcome.FAILED,
-                    f"check still fails after re-applying from {step_reapply}: {still[1]}",
-                    transitions,
-                    after,
-                    checked=True,
-                )
-        return self._result(
-            name, Outcome.CONVERGED, f"check failed ({summary}); re-applied", transitions, after, checked=True
+        if after is None:
+            return self._checked(
+                name, Outcome.WAITING, "it moved while it was healed", transitions, None, found=finding.status
+            )
+        again, recorded = self._look_and_record(snapshot, desired, target_phase, after)
+        after = recorded or after
+        if not again.in_sync:
+            # The re-apply succeeded but did not cure it: a failure for the caller to back off
+            # from (the state stays honest: every phase it ran succeeded).
+            how = "check still fails" if again.phase == drift.CHECK else f"still {again.status}"
+            return self._checked(
+                name,
+                Outcome.FAILED,
+                f"{how} after re-applying from {finding.reapply}: {again.summary}",
+                transitions,
+                after,
+                found=finding.status,
+            )
+        return self._checked(
+            name, Outcome.CONVERGED, f"{what}; healed", transitions, after, found=finding.status
         )
 
-    def _failing_check(
-        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed
-    ) -> tuple[str, str] | None:
-        steps = desired.steps("check")
-        if not steps:
-            return None
+    def _look_and_record(
+        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, target: Phase, observed: Observed
+    ) -> tuple[drift.Finding, Observed | None]:
+        """One look, and its ``drift`` recorded when it is news; ``None``: the environment moved meanwhile."""
+        started = time.monotonic()
         with self._checkout(snapshot) as checkout:
-            return self._checks_in(snapshot, desired, observed, checkout)
-
-    def _checks_in(
-        self, snapshot: DesiredSnapshot, desired: ResolvedEnvironment, observed: Observed, checkout: Path
-    ) -> tuple[str, str] | None:
-        """The first failing check step of ``desired`` run in ``checkout``: (phase to re-apply, why)."""
-        steps = desired.steps("check")
-        outputs = dict(observed.env.outputs)
-        try:
-            resolved_vars, secrets = resolve_vars(desired.vars, self.environ)
-        except TemplateError as e:
-            return "run", f"template error: {e}"
-        for step in steps:
-            try:
-                rendered = render_step(
-                    step, environment=desired.name, vars=desired.vars, outputs=outputs, environ=self.environ
-                )
-            except TemplateError as e:
-                return step.reapply or "run", f"template error: {e}"
-            outcome = self.runner.run(
-                rendered.step,
-                StepContext(
-                    environment=desired.name,
-                    desired_commit=snapshot.commit or "",
-                    checkout=checkout,
-                    data_dir=self.data_dir / desired.name,
-                    vars=resolved_vars,
-                    outputs=outputs,
-                    secrets=secrets | rendered.secrets,
-                    deadline=time.monotonic() + float(desired.spec.timeout_seconds),
-                    cancel=self.cancel,
-                    phase="check",
-                ),
+            finding = drift.look(
+                self.runner,
+                desired,
+                target,
+                desired_commit=snapshot.commit or "",
+                checkout=checkout,
+                data_dir=self.data_dir / desired.name,
+                outputs=dict(observed.env.outputs),
+                environ=self.environ,
+                cancel=self.cancel,
             )
-            if not outcome.ok:
-                return step.reapply or "run", redact(outcome.summary, secrets | rendered.secrets)
-        return None
+        if self.on_check is not None:
+            self.on_check(desired.name, finding, time.monotonic() - started)
+        return finding, self.record_drift(desired.name, observed, finding, snapshot.commit)
+
+    def record_drift(
+        self, name: str, observed: Observed, finding: drift.Finding, desired_commit: str | None
+    ) -> Observed | None:
+        """Keep what a look found; a commit (``drift``/``in-sync``) only when it is news.
+
+        Nothing is written over a state that moved since it was looked at: the look is stale.
+        """
+        now = self.clock.now()
+        previous = observed.env.drift
+        record = drift.next_record(previous, finding, now)
+        if not drift.is_news(previous, record):
+            return observed
+        trace: str | None = None
+        if not finding.in_sync:
+            path = drift.drift_trace_path(self.data_dir, name, now)
+            try:
+                drift.write_drift_trace(
+                    path,
+                    environment=name,
+                    desired_commit=desired_commit,
+                    record=record,
+                    output=finding.output,
+                )
+                trace = _display_path(path)
+            except OSError as e:
+                logger.error("could not write the drift trace", extra={"environment": name, "error": str(e)})
+        try:
+            return self.store.apply(
+                name,
+                observed.version,
+                observed.env.with_drift(record),
+                from_state=observed.env.state_name,
+                desired_commit=observed.env.desired_commit,
+                detail=drift.commit_body(previous, record, trace),
+                actor=self.actor or RECONCILER_ACTOR,
+                event=drift.event_of(record),
+            )
+        except LostRace:
+            logger.info(
+                "state moved while it was looked at; the look is not recorded", extra={"environment": name}
+            )
+            return None
+
+    def _checked(
+        self,
+        name: str,
+        outcome: Outcome,
+        reason: str,
+        transitions: list[tuple[str, str]],
+        observed: Observed | None,
+        failure: FailureContext | None = None,
+        *,
+        found: DriftStatus,
+    ) -> ReconcileResult:
+        result = self._result(name, outcome, reason, transitions, observed, failure, checked=True)
+        return replace(result, drift=observed.env.drift if observed is not None else None, found=found)
 
     def _checkout(self, snapshot: DesiredSnapshot) -> contextlib.AbstractContextManager[Path]:
         """The desired commit's export, kept as it is (never reused for another commit) until closed."""

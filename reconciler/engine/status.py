@@ -3,61 +3,52 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from reconciler.desired.resolved import DesiredSnapshot
-from reconciler.domain import AnyEnvironment, ErrorKind, utcnow
+from reconciler.desired.selector import Selector, select
+from reconciler.domain import AnyEnvironment, DriftStatus, ErrorKind, utcnow
 from reconciler.engine.reconcile import Engine
 from reconciler.store import CorruptState
 from reconciler.store.lock import stale_reason
+from reconciler.store.model import TransitionRecord
+from reconciler.views import environment_view
 
 
 def environment_rows(
-    engine: Engine, snapshot: DesiredSnapshot, only: str | None = None
-) -> list[dict[str, str | None]]:
-    """One row per environment, declared or observed."""
+    engine: Engine, snapshot: DesiredSnapshot, only: str | None = None, selector: Selector | None = None
+) -> list[dict[str, Any]]:
+    """One plain row per environment, declared or observed (``reconciler.views.environment_view``).
+
+    With ``selector``, only declared environments whose labels match: one that is
+    only observed (its file deleted) or whose file is invalid has no labels to match.
+    """
     observed_all = engine.store.read_all()
-    names = sorted(set(snapshot.names) | set(observed_all))
+    declared = snapshot.names  # a property that builds a set: once, not per row
+    names = sorted(set(declared) | set(observed_all))
     if only is not None:
         names = [n for n in names if n == only]
-    last: dict[str, str] = {}
+    labels = {n: env.labels for n, env in snapshot.environments.items()}
+    names = select(names, labels, selector)
+    last: dict[str, TransitionRecord] = {}
     for record in engine.store.history(None, limit=max(200, 4 * len(names))):
-        last.setdefault(
-            record.name, f"{record.from_state} -> {record.to_state} at {record.at:%Y-%m-%d %H:%M:%S}"
-        )
-    rows: list[dict[str, str | None]] = []
+        last.setdefault(record.name, record)
+    now = engine.clock.now()
+    rows: list[dict[str, Any]] = []
     for name in names:
         item = observed_all.get(name)
-        desired = snapshot.environments.get(name)
-        row: dict[str, str | None] = {
-            "name": name,
-            "observed": None,
-            "desired": str(desired.desired_state)
-            if desired
-            else ("invalid" if name in snapshot.broken else None),
-            "verdict": "",
-            "lock": None,
-            "lastTransition": last.get(name),
-            "failure": None,
-        }
-        if isinstance(item, CorruptState):
-            row["observed"] = "corrupt"
-            row["verdict"] = "corrupt"
-            row["failure"] = item.error
-        else:
-            plan = engine.plan(snapshot, name, item)
-            row["verdict"] = "yes" if plan.verdict == "converged" else f"no: {plan.verdict}"
-            if item is not None:
-                env = item.env
-                row["observed"] = env.state_name
-                if env.lock is not None:
-                    holder = f"{env.lock.holder.host}:{env.lock.holder.pid}"
-                    why = stale_reason(env.lock, engine.clock.now())
-                    until = f"until {env.lock.expires_at:%H:%M:%S}"
-                    row["lock"] = f"{holder} {until}" if why is None else f"{holder} (stale: {why})"
-                if env.error_details is not None:
-                    f = env.error_details
-                    row["failure"] = f"{f.failed_step}: {f.error_summary} (attempt {f.attempt})"
-        rows.append(row)
+        plan = None if isinstance(item, CorruptState) else engine.plan(snapshot, name, item)
+        rows.append(
+            environment_view(
+                name,
+                item,
+                plan,
+                labels=labels.get(name),
+                declared=name in declared,
+                last=last.get(name),
+                now=now,
+            )
+        )
     return rows
 
 
@@ -74,6 +65,11 @@ _NEXT = {
 def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) -> str:
     """The suggested next step for an environment in its current state."""
     name = env.name
+    if env.suspended is not None and not env.is_in_progress:
+        return (
+            f"nothing acts on it while it is suspended (by {env.suspended.by}); "
+            f"`reconcile resume {name}` lifts it (docs/recovery.md)"
+        )
     if env.is_in_progress:
         lock = env.lock
         who = f"{lock.holder.host}:{lock.holder.pid}" if lock else "an unknown holder"
@@ -100,6 +96,12 @@ def next_step(env: AnyEnvironment, declared: bool, now: datetime | None = None) 
             f"{failure.phase} failed at '{failure.failed_step}'.{trace} "
             "Fix the cause and commit (retried at once), "
             f"or run `reconcile retry {name}` to retry the same inputs; see docs/recovery.md"
+        )
+    drift = env.drift
+    if declared and drift is not None and drift.status is not DriftStatus.IN_SYNC:
+        return (
+            f"the last look found it {drift.status} at {drift.phase} ({drift.summary}); "
+            f"`reconcile check {name} --heal` re-applies from there, or see docs/recovery.md (drift)"
         )
     if not declared:
         return "its file was deleted; set `prune: true` in reconciler.yaml to destroy it, or restore the file"

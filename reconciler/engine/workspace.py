@@ -17,6 +17,7 @@ from reconciler.desired.loader import (
     load_snapshot,
     resolve_revision,
 )
+from reconciler.desired.repository import NotARepository, open_repository
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.trust import (
     AllowedSigners,
@@ -174,12 +175,9 @@ def open_workspace(
     allowed_signers: Path | None = None,
 ) -> Workspace:
     try:
-        found = pygit2.discover_repository(str(repo))
-    except pygit2.GitError as e:  # pragma: no cover - discover returns None on absence
-        raise WorkspaceError(f"{repo}: not a git repository: {e}") from e
-    if found is None:
-        raise WorkspaceError(f"{repo}: not a git repository (or any parent up to the mount point)")
-    repository = pygit2.Repository(found)
+        repository = open_repository(repo)
+    except NotARepository as e:
+        raise WorkspaceError(str(e)) from e
     root = Path(repository.workdir) if repository.workdir else Path(repository.path)
     try:
         signers = AllowedSigners.load(allowed_signers, repository) if allowed_signers is not None else None

@@ -13,6 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from reconciler.domain.states import FAILED, IN_PROGRESS, SUCCEEDED, Created, Phase
+from reconciler.planner.suspension import Suspension
 
 
 class Verdict(StrEnum):
@@ -48,7 +49,7 @@ class ActionKind(StrEnum):
     PHASE = "phase"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     kind: ActionKind
     #: The phase a ``PHASE`` or ``RECOVER`` action concerns; ``None`` for create and recreate.
@@ -65,7 +66,7 @@ class Action:
         return str(self.kind)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvironmentPlan:
     """The planner's decision for one environment."""
 
@@ -79,6 +80,8 @@ class EnvironmentPlan:
     retry_at: datetime | None = None
     #: The attempt number the next run of the first ``PHASE`` action will be.
     next_attempt: int = 1
+    #: What suspends it (its file or an operator), even when it has converged; ``None``: nothing.
+    suspended: Suspension | None = None
 
     @property
     def has_changes(self) -> bool:

@@ -8,6 +8,7 @@ SPEC leaves open.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from reconciler.domain.states import (
 )
 from reconciler.domain.values import ErrorKind, FailureContext, Lock, PhaseRecord, format_timestamp
 from reconciler.planner.model import Action, ActionKind, EnvironmentPlan, PlanContext, Verdict
+from reconciler.planner.suspension import Suspension, suspension
 
 #: How many forward phases each desired state needs completed.
 _LEVEL: Mapping[DesiredState, int] = {
@@ -75,7 +77,8 @@ def plan_environment(
     ctx: PlanContext,
 ) -> EnvironmentPlan:
     """What reconciling ``name`` would do now, and why."""
-    decision = _decide(name, observed, desired, ctx)
+    suspended = suspension(desired, observed)
+    decision = _decide(name, observed, desired, ctx, suspended)
     return EnvironmentPlan(
         name=name,
         verdict=decision.verdict,
@@ -85,11 +88,16 @@ def plan_environment(
         desired_state=str(desired.desired_state) if desired is not None else None,
         retry_at=decision.retry_at,
         next_attempt=decision.next_attempt,
+        suspended=suspended,
     )
 
 
 def _decide(
-    name: str, observed: AnyEnvironment | None, desired: ResolvedEnvironment | None, ctx: PlanContext
+    name: str,
+    observed: AnyEnvironment | None,
+    desired: ResolvedEnvironment | None,
+    ctx: PlanContext,
+    suspended: Suspension | None,
 ) -> _Decision:
     if observed is not None and observed.is_in_progress:
         lock = observed.lock
@@ -100,7 +108,7 @@ def _decide(
         core = _undeclared(name, observed, ctx)
     else:
         core = _declared(name, observed, desired, ctx.now)
-    return _gate(core, desired, ctx)
+    return _gate(core, suspended, ctx)
 
 
 def _locked_reason(observed: AnyEnvironment, lock: Lock) -> str:
@@ -320,10 +328,14 @@ def _retitle(actions: tuple[Action, ...], reason: str) -> tuple[Action, ...]:
     return (replace(actions[0], reason=reason), *actions[1:])
 
 
-def _gate(core: _Decision, desired: ResolvedEnvironment | None, ctx: PlanContext) -> _Decision:
-    """Suspension and dependencies hold back a plan that would act."""
-    if desired is not None and desired.spec.suspend and core.verdict is not Verdict.CONVERGED:
-        return replace(core, verdict=Verdict.SUSPENDED, reason=f"suspended, nothing is done ({core.reason})")
+def _gate(core: _Decision, suspended: Suspension | None, ctx: PlanContext) -> _Decision:
+    """Suspension (its file's or an operator's) and dependencies hold back a plan that would act."""
+    if suspended is not None:
+        if core.verdict is Verdict.CONVERGED:
+            return replace(core, reason=f"{core.reason} ({suspended.describe()})")
+        return replace(
+            core, verdict=Verdict.SUSPENDED, reason=f"{suspended.describe()}; nothing is done ({core.reason})"
+        )
     if core.verdict is not Verdict.CHANGES:
         return core
     destroys = any(a.phase is Phase.DESTROY and a.kind is ActionKind.PHASE for a in core.actions)
@@ -381,6 +393,40 @@ class _Memory:
     ordered: tuple[frozenset[str], Mapping[str, tuple[str, ...]], list[str]] | None = None
 
 
+#: What a kept plan was decided from, in plain values: the observed state's version, the desired
+#: file's blob id and phase hashes, ``prune``, the dependency verdicts and the dependents' gone-ness.
+KeptKey = tuple[
+    str | None, str | None, str | None, bool, tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]
+]
+
+
+class KeptPlans(Protocol):
+    """Plans an earlier process decided, found again by what they were decided from.
+
+    The key holds content ids only: a version that fixes the observed state (the
+    state branch's ``<name>/`` tree id), and the desired file's blob id (which
+    fixes its whole ``spec``) with its phase hashes (which cover what the
+    blueprint adds). Only plans that depend neither on the clock nor on a lock
+    are kept. A planner that comes to read more of ``ResolvedEnvironment`` than
+    its ``spec`` and ``phase_hashes`` must add it to ``_desired_key``.
+    """
+
+    def observed_version(self, name: str) -> str | None: ...
+
+    def get(self, name: str, key: KeptKey) -> EnvironmentPlan | None: ...
+
+    def keep(self, name: str, key: KeptKey, plan: EnvironmentPlan) -> None: ...
+
+
+def _desired_key(desired: ResolvedEnvironment | None) -> tuple[str | None, str | None]:
+    """A kept plan's desired side: the file's blob id (its whole ``spec``), a digest of its phase hashes."""
+    if desired is None:
+        return None, None
+    hashes = desired.phase_hashes
+    digest = hashlib.blake2b("\0".join((*hashes, *hashes.values())).encode(), digest_size=16).hexdigest()
+    return desired.blob_id, digest
+
+
 def plan_all(
     snapshot: DesiredSnapshot,
     observed: Mapping[str, AnyEnvironment | Unreadable],
@@ -389,6 +435,7 @@ def plan_all(
     prune: bool,
     lock_stale: Callable[[Lock], bool],
     protected_before: Callable[[AnyEnvironment], bool] | None = None,
+    kept: KeptPlans | None = None,
 ) -> list[EnvironmentPlan]:
     """A plan for every environment with a file or a state, dependencies before their dependents.
 
@@ -403,6 +450,10 @@ def plan_all(
 
     ``protected_before`` answers, for an environment whose file is gone, whether
     the definition it was last applied from was protected (never pruned).
+
+    ``kept``: plans an earlier process decided (``reconcile plan``); with it,
+    ``observed`` may parse lazily, as an environment whose kept plan still holds
+    is never looked up in it (only its dependents' gone-ness is).
     """
     names = snapshot.names | frozenset(observed)
     environments = snapshot.environments
@@ -416,6 +467,28 @@ def plan_all(
     memo: dict[str, _Memo] = {}
     plans: dict[str, EnvironmentPlan] = {}
     for name in _ordered(names, deps_of):
+        key: KeptKey | None = None
+        desired = environments.get(name)
+        if kept is not None and name not in broken and (desired is None or desired.blob_id):
+            deps = deps_of.get(name)
+            dependencies = (
+                {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps} if deps else {}
+            )
+            others = dependents_of.get(name)
+            dependents = {other: _gone(observed.get(other)) for other in others} if others else {}
+            blob, hashes = _desired_key(desired)
+            key = (
+                kept.observed_version(name),
+                blob,
+                hashes,
+                prune,
+                tuple(dependencies.items()),
+                tuple(dependents.items()),
+            )
+            hit = kept.get(name, key)
+            if hit is not None:
+                plans[name] = hit
+                continue
         found = observed.get(name)
         if found is not None and not isinstance(found, AnyEnvironment):
             plans[name] = _corrupt(name, found, snapshot)
@@ -423,7 +496,8 @@ def plan_all(
         if name in broken:
             plans[name] = _invalid(name, found, snapshot)
             continue
-        desired = environments.get(name)
+        if found is None and desired is None:
+            continue  # a ``<name>/`` tree without a state (a lazily read ``observed``): nothing to plan
         deps = deps_of.get(name)
         dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps} if deps else {}
         others = dependents_of.get(name)
@@ -455,6 +529,8 @@ def plan_all(
         plan = plans[name] = plan_environment(name, found, desired, ctx)
         if found is None or (not found.is_in_progress and found.error_details is None):
             memo[name] = (found, desired, prune, dependencies, dependents, plan)
+            if kept is not None and key is not None:
+                kept.keep(name, key, plan)
     _Memory.plans = memo
     return list(plans.values())
 

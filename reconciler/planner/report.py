@@ -336,11 +336,13 @@ def _plan_json(plan: EnvironmentPlan, changes: Mapping[Phase, InputChanges] | No
         "transitions": list(plan.path),
         "retryAt": format_timestamp(plan.retry_at) if plan.retry_at else None,
         "nextAttempt": plan.next_attempt,
+        "suspended": plan.suspended.to_json() if plan.suspended is not None else None,
     }
 
 
 def render_json(report: PlanReport) -> str:
     data = {
+        "formatVersion": 1,  # reconciler.views.FORMAT_VERSION (planner sits below views)
         "revision": report.revision,
         "base": report.base,
         "stateRef": report.state_ref,

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from reconciler.domain.values import ErrorKind, utcnow
 from reconciler.steps.errors import StepRefused
 from reconciler.steps.outcome import StepContext, StepOutcome, make_outcome
 from reconciler.steps.paths import plain_value, resolve_in_checkout
-from reconciler.steps.process import Command, GeneratedFile, failure_of, run_process
+from reconciler.steps.process import Command, GeneratedFile, ProcessResult, failure_of, run_process
 from reconciler.steps.redact import redact
 
 CALLBACK_PLUGINS = Path(__file__).parent / "ansible_plugins"
@@ -142,26 +142,41 @@ def first_failure(events: tuple[Mapping[str, Any], ...]) -> str | None:
     return None
 
 
-def run_ansible(step: Step, ctx: StepContext) -> StepOutcome:
-    """Run the playbook; its task results become the outcome's events."""
-    started_at = utcnow()
-    body = step.ansible
-    assert body is not None
+def run_playbook(
+    body: AnsibleStep, ctx: StepContext, *, extra_args: tuple[str, ...] = ()
+) -> tuple[ProcessResult, tuple[dict[str, Any], ...], str]:
+    """Run the playbook (``extra_args`` before its path); its result, its events and the command's label."""
     resolve_in_checkout(ctx.checkout, body.playbook, what="playbook", expect="file")
     if body.inventory:
         resolve_in_checkout(ctx.checkout, body.inventory, what="inventory")
     built = build_ansible_command(body, ctx, find_ansible_playbook(), sys.executable)
+    command = built.command
+    if extra_args:
+        command = replace(
+            command,
+            label=" ".join((command.label, *extra_args)),
+            argv=(*command.argv[:-1], *extra_args, command.argv[-1]),
+        )
     for directory in ("home", "tmp", "tmp-remote"):
         (ctx.data_dir / "ansible" / directory).mkdir(parents=True, exist_ok=True, mode=0o700)
     built.events_file.unlink(missing_ok=True)
     os.close(os.open(built.events_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
-        result = run_process(built.command, ctx)
+        result = run_process(command, ctx)
         events = read_events(built.events_file, ctx.secrets)
     finally:
         with contextlib.suppress(FileNotFoundError):
             built.events_file.unlink()
-    failure = failure_of(result, built.command.label)
+    return result, events, command.label
+
+
+def run_ansible(step: Step, ctx: StepContext) -> StepOutcome:
+    """Run the playbook; its task results become the outcome's events."""
+    started_at = utcnow()
+    body = step.ansible
+    assert body is not None
+    result, events, label = run_playbook(body, ctx)
+    failure = failure_of(result, label)
     if failure is None:
         return make_outcome(
             step.describe(),

@@ -40,6 +40,8 @@ class FakeResult:
     outputs: Mapping[str, str] = field(default_factory=dict)
     #: Seconds the step "runs"; it still ends at ``ctx.deadline`` or on ``ctx.cancel``.
     delay: float = 0.0
+    #: A look for drift (``ctx.detect``) that finds the step's effect changed.
+    drifted: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class FakeStepRunner:
             output_tail=tail,
             outputs=result.outputs if kind is None else {},
             error_chain=(summary,) if kind is not None else (),
+            drifted=kind is None and result.drifted,
         )
         with self._lock:
             self._calls.append(

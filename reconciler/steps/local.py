@@ -9,6 +9,7 @@ from collections.abc import Callable
 from reconciler.desired.models import Step, StepKind
 from reconciler.domain.values import ErrorKind, utcnow
 from reconciler.steps.ansible import run_ansible
+from reconciler.steps.detect import detect
 from reconciler.steps.errors import StepRefused
 from reconciler.steps.http import run_http
 from reconciler.steps.outcome import StepContext, StepOutcome, make_outcome
@@ -28,6 +29,8 @@ class LocalStepRunner:
         started_at = utcnow()
         try:
             ctx.data_dir.mkdir(parents=True, exist_ok=True)
+            if ctx.detect:
+                return detect(step, ctx, self._which)
             kind = step.kind
             if kind is StepKind.SHELL:
                 return run_shell(step, ctx)

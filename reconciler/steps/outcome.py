@@ -47,6 +47,9 @@ class StepContext:
     #: That lock's ``expiresAt`` (wall clock, as other reconcilers read it): a command still running
     #: ``TERM_GRACE_SECONDS`` before it is stopped by its supervisor, even if this process is stuck.
     lock_expires_at: datetime | None = None
+    #: Look for drift instead of applying (SPEC 3.1): ``tofu plan -detailed-exitcode``, ``ansible-playbook
+    #: --check --diff``, a shell step's ``check``; the outcome's ``drifted`` says what was found.
+    detect: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class StepOutcome:
     error_chain: tuple[str, ...] = ()
     #: Structured events (ansible task results), when the tool gives them.
     events: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    #: A look for drift (``StepContext.detect``) that ran and found the step's effect changed.
+    drifted: bool = False
 
     @property
     def duration_seconds(self) -> float:
@@ -111,6 +116,7 @@ def make_outcome(
     outputs: Mapping[str, str] | None = None,
     error_chain: tuple[str, ...] = (),
     events: tuple[Mapping[str, Any], ...] = (),
+    drifted: bool = False,
 ) -> StepOutcome:
     """A finished outcome, ``ok`` when there is no error kind; every text in it is redacted."""
     return StepOutcome(
@@ -125,4 +131,5 @@ def make_outcome(
         finished_at=utcnow(),
         error_chain=tuple(redact(cause, secrets) for cause in error_chain),
         events=events,
+        drifted=drifted,
     )

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,6 +189,22 @@ class GitStore:
                 return {}
             found, _PARSED[self._cache_key] = self._read_tree(tip.tree, _PARSED.get(self._cache_key, {}))
             return found
+
+    def read_lazily(self) -> StateTree:
+        """Every environment on the branch, each ``state.json`` read and parsed only when asked for.
+
+        For a caller that already knows what most of them hold by the id of their ``<name>/``
+        tree (``StateTree.version``): ``reconcile plan`` with the plans an earlier run kept.
+        """
+        with self._mutex:
+            tip = self._tip()
+            entries: dict[str, pygit2.Tree] = {}
+            if tip is not None:
+                for entry in tip.tree:
+                    # Iterating a tree yields its entries as (lazily read) objects, typed by their mode.
+                    if entry.name is not None and isinstance(entry, pygit2.Tree):
+                        entries[entry.name] = entry
+            return StateTree(self, dict(sorted(entries.items())))
 
     def read_all_at(self, commit_id: str) -> dict[str, Observed | CorruptState]:
         """Every environment as state-branch commit ``commit_id`` recorded it (``status --at``)."""
@@ -542,3 +558,38 @@ class GitStore:
 
     def unlock(self, name: str, lock_id: UUID) -> Observed:
         return force_unlock(self, name, lock_id)
+
+
+class StateTree(Mapping[str, Observed | CorruptState]):
+    """The ``<name>/`` trees of one tip of the state branch, parsed on first access (``read_lazily``).
+
+    Iterating gives every ``<name>/`` tree; one without a ``state.json`` reads as absent.
+    """
+
+    def __init__(self, store: GitStore, entries: dict[str, pygit2.Tree]) -> None:
+        self._store = store
+        self._entries = entries
+        self._parsed: dict[str, Observed | CorruptState | None] = {}
+
+    def version(self, name: str) -> str | None:
+        """The id of ``<name>/``'s tree: it fixes what ``state.json`` says (``None``: no such tree)."""
+        entry = self._entries.get(name)
+        return str(entry.id) if entry is not None else None
+
+    def __getitem__(self, name: str) -> Observed | CorruptState:
+        if name in self._parsed:
+            found = self._parsed[name]
+        else:
+            entry = self._entries.get(name)
+            with self._store._mutex:
+                found = None if entry is None else self._store._read_subtree(entry, name)
+            self._parsed[name] = found
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

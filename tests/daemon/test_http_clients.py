@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.daemon.http import Endpoints, HttpEndpoints
 from reconciler.daemon.webhook import HookVerdict
+from reconciler.web.app import Endpoints, create_app
+from reconciler.web.server import WebServer
 from tests.daemon.kit import Daemons, Server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,11 +32,11 @@ def _hook(headers: dict[str, str], body: bytes) -> HookVerdict:
 
 
 @pytest.fixture
-def http() -> Iterator[HttpEndpoints]:
-    server = HttpEndpoints(
+def http() -> Iterator[WebServer]:
+    server = WebServer(
+        create_app(Endpoints(healthy=lambda: (True, "ok"), metrics=lambda: "m 1\n", hook=_hook)),
         "127.0.0.1",
         0,
-        Endpoints(healthy=lambda: (True, "ok"), metrics=lambda: "m 1\n", hook=_hook),
         read_timeout=0.5,
         request_deadline=2.0,
     )
@@ -73,21 +74,21 @@ def _get_healthz(port: int) -> bytes:
         return _read_all(sock)
 
 
-def test_a_half_sent_request_is_dropped(http: HttpEndpoints) -> None:
+def test_a_half_sent_request_is_dropped(http: WebServer) -> None:
     with _connect(http.port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
 
         assert _read_all(sock) == b""  # closed by the server, unanswered
 
-    assert _get_healthz(http.port).startswith(b"HTTP/1.0 200")
+    assert _get_healthz(http.port).startswith(b"HTTP/1.1 200")
 
 
-def test_an_idle_connection_is_dropped(http: HttpEndpoints) -> None:
+def test_an_idle_connection_is_dropped(http: WebServer) -> None:
     with _connect(http.port) as sock:
         assert _read_all(sock) == b""
 
 
-def test_a_request_dripped_byte_by_byte_is_cut_off_at_the_deadline(http: HttpEndpoints) -> None:
+def test_a_request_dripped_byte_by_byte_is_cut_off_at_the_deadline(http: WebServer) -> None:
     with _connect(http.port) as sock:
         stop = threading.Event()
 
@@ -110,7 +111,7 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_at_the_deadline(http: HttpEnd
             dripper.join(timeout=5)
 
 
-def test_a_body_shorter_than_its_content_length_is_refused_not_passed_on(http: HttpEndpoints) -> None:
+def test_a_body_shorter_than_its_content_length_is_refused_not_passed_on(http: WebServer) -> None:
     HOOKED.clear()
     with _connect(http.port) as sock:
         sock.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"{}" * 5)
@@ -118,7 +119,7 @@ def test_a_body_shorter_than_its_content_length_is_refused_not_passed_on(http: H
 
         response = _read_all(sock)
 
-    assert response.startswith(b"HTTP/1.0 400")
+    assert response.startswith(b"HTTP/1.1 400")
     assert b"body shorter than its Content-Length (10 of 1000 bytes)" in response
     assert HOOKED == []
 
@@ -133,19 +134,19 @@ def test_a_body_shorter_than_its_content_length_is_refused_not_passed_on(http: H
     ids=["lying-content-length", "gone-before-the-response", "gone-before-metrics"],
 )
 def test_a_client_that_vanishes_leaves_no_traceback(
-    http: HttpEndpoints,
+    http: WebServer,
     request_bytes: bytes,
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="reconciler.daemon.http")
+    caplog.set_level(logging.DEBUG, logger="reconciler.web")
     for _ in range(20):
         sock = _connect(http.port)
         sock.sendall(request_bytes)
         _reset(sock)
     time.sleep(0.5)  # let the handlers meet the reset
 
-    assert _get_healthz(http.port).startswith(b"HTTP/1.0 200")
+    assert _get_healthz(http.port).startswith(b"HTTP/1.1 200")
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.exc_info]
     assert all("\n" not in r.getMessage() for r in caplog.records)
@@ -179,10 +180,10 @@ def test_the_deadline_is_for_the_request_to_arrive_not_for_the_answer() -> None:
         time.sleep(1.5)
         return "m 1\n"
 
-    server = HttpEndpoints(
+    server = WebServer(
+        create_app(Endpoints(healthy=lambda: (True, "ok"), metrics=slow_metrics, hook=_hook)),
         "127.0.0.1",
         0,
-        Endpoints(healthy=lambda: (True, "ok"), metrics=slow_metrics, hook=_hook),
         read_timeout=0.5,
         request_deadline=1.0,
     )
@@ -193,5 +194,5 @@ def test_the_deadline_is_for_the_request_to_arrive_not_for_the_answer() -> None:
             response = _read_all(sock)
     finally:
         server.stop()
-    assert response.startswith(b"HTTP/1.0 200")
+    assert response.startswith(b"HTTP/1.1 200")
     assert response.endswith(b"m 1\n")

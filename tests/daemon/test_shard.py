@@ -160,11 +160,11 @@ def test_a_sharded_daemon_queues_only_its_environments_on_every_trigger(tmp_path
             daemon._queue.add(name)
         assert _drain(daemon) == mine
         exposition = daemon.metrics.registry.exposition()
-        assert f'reconcile_shard_info{{index="{index}",count="2"}} 1' in exposition
+        assert f'reconcile_shard_info{{count="2",index="{index}"}} 1' in exposition
     unsharded = Daemon(DaemonSettings(repo=repo, data_dir=tmp_path / "data-any", listen=None, watch=False))
     unsharded.refresh("start", force=True)
     assert _drain(unsharded) == set(names)
-    assert 'reconcile_shard_info{index="0",count="1"} 1' in unsharded.metrics.registry.exposition()
+    assert 'reconcile_shard_info{count="1",index="0"} 1' in unsharded.metrics.registry.exposition()
 
 
 # -- daemons as processes ------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_two_sharded_daemons_split_the_work_and_depends_on_crosses_shards(
         started.append(daemons.start(clone, "--shard", f"{index}/2", "--interval", "0.3s"))
     for daemon, index in zip(started, (0, 1), strict=True):
         assert f"shard {index}/2" in daemon.output()
-        assert f'reconcile_shard_info{{index="{index}",count="2"}} 1' in daemon.get("/metrics")[1]
+        assert f'reconcile_shard_info{{count="2",index="{index}"}} 1' in daemon.get("/metrics")[1]
 
     web = shell_env("web", log).replace("spec:\n", "spec:\n  dependsOn: [db]\n", 1)
     server.write("environments/web.yaml", web)

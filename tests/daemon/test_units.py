@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.durations import parse_duration
-from reconciler.daemon.metrics import Counter, Histogram, Registry
+from reconciler.daemon.metrics import Counter, DaemonMetrics, Histogram, Registry
 from reconciler.daemon.webhook import signature_for, verify_delivery
 from reconciler.daemon.workqueue import WorkQueue
 from reconciler.engine.orphans import kill_orphaned_steps, orphaned_groups
@@ -134,19 +134,33 @@ def test_webhook_verdicts() -> None:
 
 def test_metrics_text_format() -> None:
     r = Registry()
-    c = r.register(Counter("x_total", "Things.", ["kind"]))
-    h = r.register(Histogram("d_seconds", "Durations.", ["phase"], buckets=(1, 10)))
+    c = Counter(r, "x_total", "Things.", ["kind"])
+    h = Histogram(r, "d_seconds", "Durations.", ["phase"], buckets=(1, 10))
     c.inc('a"b\n')
     h.observe(0.5, "run")
     h.observe(5, "run")
     text = r.exposition()
     assert "# TYPE x_total counter" in text
-    assert 'x_total{kind="a\\"b\\n"} 1' in text
-    assert 'd_seconds_bucket{phase="run",le="1"} 1' in text
-    assert 'd_seconds_bucket{phase="run",le="10"} 2' in text
-    assert 'd_seconds_bucket{phase="run",le="+Inf"} 2' in text
+    assert 'x_total{kind="a\\"b\\n"} 1.0' in text
+    assert 'd_seconds_bucket{le="1.0",phase="run"} 1.0' in text
+    assert 'd_seconds_bucket{le="10.0",phase="run"} 2.0' in text
+    assert 'd_seconds_bucket{le="+Inf",phase="run"} 2.0' in text
     assert 'd_seconds_sum{phase="run"} 5.5' in text
-    assert 'd_seconds_count{phase="run"} 2' in text
+    assert 'd_seconds_count{phase="run"} 2.0' in text
+
+
+def test_each_daemon_has_its_own_registry_with_build_and_process_metrics() -> None:
+    """Two daemons in one process: no duplicate-registration error, no counts shared."""
+    first = DaemonMetrics(environments=lambda: [(("running",), 3.0)], queue_depth=lambda: [((), 2.0)])
+    second = DaemonMetrics(environments=lambda: [], queue_depth=lambda: [((), 0.0)])
+    first.reconciles.inc("converged")
+    text = first.registry.exposition()
+    assert 'reconcile_reconciles_total{result="converged"} 1.0' in text
+    assert 'reconcile_environments{state="running"} 3.0' in text
+    assert "reconcile_queue_depth 2.0" in text
+    assert 'reconcile_build_info{version="' in text
+    assert "process_resident_memory_bytes " in text
+    assert "reconcile_reconciles_total{" not in second.registry.exposition()
 
 
 def test_orphan_search_finds_only_the_interrupted_phases_processes(tmp_path: Path) -> None:

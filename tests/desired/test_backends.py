@@ -122,7 +122,9 @@ def test_an_environments_own_tofu_step_is_warned_in_its_file_and_json_says_warni
         "environments/solo.yaml:9:19"
     ]
 
-    rows = json.loads(runner.invoke(app, ["validate", "--repo", str(repo), "--format", "json"]).stdout)
+    data = json.loads(runner.invoke(app, ["validate", "--repo", str(repo), "--format", "json"]).stdout)
+    assert data["valid"] is True
+    rows = data["problems"]
     assert [(r["severity"], r["path"], r["environment"]) for r in rows] == [
         ("warning", "environments/solo.yaml", "solo")
     ]

@@ -39,7 +39,9 @@ def test_validate_json_lists_problems(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, {"environments/bad.yaml": "[\n"})
     result = runner.invoke(app, ["validate", "--repo", str(repo), "--format", "json"])
     assert result.exit_code == 1
-    rows = json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    assert data["formatVersion"] == 1 and data["valid"] is False and data["invalidEnvironments"] == ["bad"]
+    rows = data["problems"]
     assert rows[0]["path"] == "environments/bad.yaml"
     assert rows[0]["environment"] == "bad"
     assert rows[0]["line"] >= 1

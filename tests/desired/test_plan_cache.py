@@ -46,7 +46,9 @@ def plan(repo: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_warm_load_equals_a_cold_one_through_changes(tmp_path: Path) -> None:
-    api = env_yaml("api", extra="  vars: {http_port: 9000}\n")
+    api = env_yaml("api", extra="  vars: {http_port: 9000}\n").replace(
+        "  name: api\n", "  name: api\n  labels: {team: tracker}\n"
+    )
     repo = make_repo(tmp_path, {"environments/api.yaml": api})
     first, _ = warm_load(repo)
     assert cache_file(repo).is_file()
@@ -54,6 +56,7 @@ def test_a_warm_load_equals_a_cold_one_through_changes(tmp_path: Path) -> None:
 
     again, cache = warm_load(repo)
     assert again == cold_load(repo) == first
+    assert again.environments["api"].labels == {"team": "tracker"}  # selectors see them warm too
     assert cache.disk is not None
     # Every file came from the cache: none was read to be parsed.
     assert all(parsed.text is None for parsed in cache.parsed.values())
@@ -149,3 +152,13 @@ def test_located_positions_are_the_round_trip_loaders(text: str) -> None:
     for loc in paths:
         for key in (False, True):
             assert yamlio.locate(text, loc, key=key) == yamlio._locate_round_trip(text, loc, key)
+
+
+def test_labels_survive_a_warm_load(tmp_path: Path) -> None:
+    """A warm load dropped ``metadata.labels``: ``plan -l`` then matched nothing, sinks' selectors too."""
+    labelled = env_yaml("api").replace("  name: api\n", "  name: api\n  labels: {team: shop}\n")
+    repo = make_repo(tmp_path, {"environments/api.yaml": labelled})
+    cold, _ = warm_load(repo)
+    warm, cache = warm_load(repo)
+    assert all(parsed.text is None for parsed in cache.parsed.values())  # it did come from the cache
+    assert dict(warm.environments["api"].labels) == dict(cold.environments["api"].labels) == {"team": "shop"}

@@ -210,8 +210,9 @@ def test_retry_resets_attempts_and_show_suggests_it(gitops: GitOpsRepo, tmp_path
         {"environments/web.yaml": env_file("web", phases=phases, retry={"limit": 0, "backoffSeconds": 3600})}
     )
     assert gitops.reconcile("apply").returncode == 1
-    status = json.loads(gitops.reconcile("status", "--format", "json").stdout)
-    assert status[0]["verdict"] == "no: blocked"
+    status = json.loads(gitops.reconcile("status", "--format", "json").stdout)["environments"]
+    assert status[0]["verdict"] == "blocked" and status[0]["converged"] is False
+    assert status[0]["failure"]["errorKind"] == "command_failed" and status[0]["failure"]["attempt"] == 1
     shown = gitops.reconcile("show", "web").stdout
     assert "reconcile retry web" in shown
 

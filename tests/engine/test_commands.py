@@ -65,8 +65,13 @@ def test_unlock_needs_the_right_lock_id(gitops: GitOpsRepo, tmp_path: Path) -> N
         state = gitops.state("web")
         lock = state["lock"]
         assert isinstance(lock, dict)
-        status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
-        assert status[0]["lock"].startswith(f"{os.uname().nodename}:")
+        status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)["environments"]
+        shown_lock = status[0]["lock"]
+        assert shown_lock["id"] == lock["id"] and shown_lock["holder"]["host"] == os.uname().nodename
+        assert shown_lock["holder"]["pid"] == lock["holder"]["pid"] and shown_lock["stale"] is False
+        assert shown_lock["expiresAt"] == lock["expiresAt"]
+        table = gitops.reconcile("status", check=True).stdout
+        assert f"{os.uname().nodename}:{shown_lock['holder']['pid']} until" in table
 
         wrong = gitops.reconcile("unlock", "web", "--lock-id", "00000000-0000-4000-8000-000000000000")
         assert wrong.returncode == 1
@@ -238,8 +243,9 @@ def test_status_and_show_say_when_a_lock_is_stale(gitops: GitOpsRepo, tmp_path: 
         time.sleep(0.05)
     kill_with_its_supervisor(first, int(supervisor.read_text()))
 
-    status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
-    assert "(stale: holder" in status[0]["lock"]
+    status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)["environments"]
+    assert status[0]["lock"]["stale"] is True and status[0]["lock"]["staleReason"].startswith("holder ")
+    assert "(stale: holder" in gitops.reconcile("status", check=True).stdout
     shown = gitops.reconcile("show", "web", check=True).stdout
     assert "the lock is stale" in shown
     assert "the next `reconcile apply web`" in shown

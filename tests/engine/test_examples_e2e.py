@@ -82,8 +82,8 @@ def test_examples_reach_running_then_destroyed(gitops: GitOpsRepo) -> None:
         assert service_dir.is_dir()
         assert (gitops.data / "staging" / "tofu").is_dir()  # OpenTofu state persists in the data dir
 
-        status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)
-        assert status[0]["verdict"] == "yes"
+        status = json.loads(gitops.reconcile("status", "--format", "json", check=True).stdout)["environments"]
+        assert status[0]["converged"] is True and status[0]["verdict"] == "converged"
     finally:
         gitops.commit({"environments/staging.yaml": env_yaml("staging", port, "destroyed")}, "destroy")
         gitops.reconcile("apply", check=True)

@@ -65,7 +65,7 @@ def test_two_clones_sharing_a_remote_run_each_phase_once(tmp_path: Path) -> None
         text=True,
         check=True,
     )
-    assert json.loads(status.stdout)[0]["verdict"] == "yes"
+    assert json.loads(status.stdout)["environments"][0]["converged"] is True
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

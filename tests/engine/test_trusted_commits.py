@@ -85,7 +85,9 @@ def test_an_unsigned_tip_is_refused_and_the_last_verified_commit_stays_desired(
     assert gitops.transitions() == settled
     assert _releases(log) == ["v1"]
     status = gitops.reconcile("status", "--format", "json", "--allowed-signers", signers, check=True)
-    assert json.loads(status.stdout)[0]["verdict"] == "yes"  # converged on the verified commit
+    assert (
+        json.loads(status.stdout)["environments"][0]["converged"] is True
+    )  # converged on the verified commit
 
     # Once a person signs it, it is applied.
     signing_keys.commit(gitops.path, signing_keys.alice, "sign the release")

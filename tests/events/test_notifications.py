@@ -151,8 +151,8 @@ def test_daemon_notifies_and_counts_in_metrics(
 
     def counted() -> dict[tuple[str, str], float]:
         text = daemon.get("/metrics")[1]
-        found = re.findall(r'reconcile_notifications_total\{sink="([^"]+)",result="([^"]+)"\} (\S+)', text)
-        return {(s, r): float(v) for s, r, v in found}
+        found = re.findall(r'reconcile_notifications_total\{result="([^"]+)",sink="([^"]+)"\} (\S+)', text)
+        return {(s, r): float(v) for r, s, v in found}
 
     wait_for("the flaky receiver's delivery", lambda: counted().get(("webhook-1", "delivered"), 0) >= 1)
     counts = counted()

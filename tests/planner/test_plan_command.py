@@ -353,3 +353,17 @@ def test_not_a_repository_is_an_error(tmp_path: Path) -> None:
 def test_detailed_exitcode_is_2_with_changes(gitops: GitOps) -> None:
     assert gitops.plan().returncode == 0
     assert gitops.plan("--detailed-exitcode").returncode == 2
+
+
+def test_a_large_plan_is_written_whole_with_its_exit_code(gitops: GitOps) -> None:
+    """The process ends without the interpreter's teardown after a plan: nothing written is lost."""
+    for i in range(400):
+        gitops.write(f"environments/env-{i:03d}.yaml", environment(f"env-{i:03d}"))
+    gitops.commit("a fleet")
+    result = gitops.plan("--format", "json", "--detailed-exitcode")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stdout) > 65536  # more than a pipe holds: written through to the end
+    assert len(json.loads(result.stdout)["environments"]) == 402
+    text = gitops.plan()
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.rstrip().endswith("402 environments: 401 to change, 1 waiting")

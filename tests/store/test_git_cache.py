@@ -134,3 +134,23 @@ def test_every_store_on_the_branch_shares_the_parses(repo: Path, monkeypatch: py
     assert all(again[name] is found[name] for name in found)
     other_ref = GitStore(repo, "refs/heads/elsewhere", fsync=False)
     assert other_ref.read_all() == {}
+
+
+def test_a_lazy_read_gives_what_read_all_gives_and_parses_only_what_is_asked(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = GitStore(repo, fsync=False)
+    _three(store)
+    plant_corrupt(f"git:{repo}", "db", "{not json")
+    everything = _uncached(repo)
+    lazy = GitStore(repo, fsync=False)
+    parsed = _count_parses(lazy, monkeypatch)
+    tree = lazy.read_lazily()
+    assert list(tree) == ["cache", "db", "web"] and parsed == []
+    assert tree.version("web") is not None and tree.version("gone") is None
+    assert tree["web"] == everything["web"]
+    assert parsed == ["web"]
+    assert isinstance(tree["db"], CorruptState) and tree["db"] == everything["db"]
+    assert tree.get("gone") is None
+    assert dict(tree) == everything
+    assert sorted(parsed) == ["cache", "db", "web"]  # each parsed once

@@ -1,0 +1,111 @@
+"""``reconcile plan``'s plans, kept in the plan cache for the next run (docs/decisions/025).
+
+A plan that depends neither on the clock nor on a lock is a function of
+content: the observed state (fixed by the id of its ``<name>/`` tree on the
+state branch) and the desired one (fixed by the file's blob id and the phase
+hashes). So after a one-file change the next run decides, and reads the
+``state.json`` of, only the environments whose key changed; the others get
+their plan back from the file, without their state being read or parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler.desired.plancache import PlanCache
+from reconciler.domain import AnyEnvironment
+from reconciler.domain.states import Phase
+from reconciler.planner.model import Action, ActionKind, EnvironmentPlan, Verdict
+from reconciler.planner.plan import KeptKey, Unreadable
+from reconciler.store import Observed
+from reconciler.store.git import StateTree
+
+
+class ObservedView(Mapping[str, AnyEnvironment | Unreadable]):
+    """The state branch's environments as the planner reads them, each parsed on first use."""
+
+    def __init__(self, tree: StateTree) -> None:
+        self.tree = tree
+
+    def __getitem__(self, name: str) -> AnyEnvironment | Unreadable:
+        item = self.tree[name]
+        return item.env if isinstance(item, Observed) else item
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tree)
+
+    def __len__(self) -> int:
+        return len(self.tree)
+
+
+class DiskKeptPlans:
+    """``planner.plan.KeptPlans`` in the plan cache: one entry per environment, the latest plan."""
+
+    def __init__(self, disk: PlanCache, tree: StateTree) -> None:
+        self._disk = disk
+        self._tree = tree
+        #: Kept actions and verdicts, rebuilt once each: most plans share them.
+        self._actions: dict[Any, tuple[Action, ...]] = {}
+
+    def observed_version(self, name: str) -> str | None:
+        return self._tree.version(name)
+
+    def get(self, name: str, key: KeptKey) -> EnvironmentPlan | None:
+        found = self._disk.plan(name)
+        if not isinstance(found, tuple) or len(found) != 2 or found[0] != key:
+            return None
+        try:
+            plan = self._plan(name, found[1])
+        except Exception:  # a damaged entry: decided again, and replaced
+            return None
+        self._disk.keep_plan(name, found)
+        return plan
+
+    def keep(self, name: str, key: KeptKey, plan: EnvironmentPlan) -> None:
+        plain = _plain(plan)
+        # Only a plan that reads back as itself: one with a time in it (none is, today) or with a
+        # field these plain values do not hold (a suspension) is decided every time.
+        if plan.retry_at is None and self._plan(name, plain) == plan:
+            self._disk.keep_plan(name, (key, plain))
+
+    def _plan(self, name: str, plain: Any) -> EnvironmentPlan:
+        verdict, actions, reason, observed_state, desired_state, next_attempt = plain
+        built = self._actions.get(actions)
+        if built is None:
+            built = self._actions[actions] = tuple(
+                Action(ActionKind(kind), Phase(phase) if phase is not None else None, str(why))
+                for kind, phase, why in actions
+            )
+        return EnvironmentPlan(
+            name=name,
+            verdict=_VERDICTS[verdict],
+            actions=built,
+            reason=str(reason),
+            observed_state=_optional_str(observed_state),
+            desired_state=_optional_str(desired_state),
+            next_attempt=int(next_attempt),
+        )
+
+
+def _plain(plan: EnvironmentPlan) -> tuple[Any, ...]:
+    actions = tuple(
+        (str(a.kind), str(a.phase) if a.phase is not None else None, a.reason) for a in plan.actions
+    )
+    return (
+        str(plan.verdict),
+        actions,
+        plan.reason,
+        plan.observed_state,
+        plan.desired_state,
+        plan.next_attempt,
+    )
+
+
+_VERDICTS = {str(verdict): verdict for verdict in Verdict}
+
+
+def _optional_str(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
