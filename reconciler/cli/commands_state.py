@@ -68,7 +68,7 @@ from reconciler.store.git import GitStore
 from reconciler.store.lock import holder_label
 from reconciler.store.message import EVENT_KINDS, person
 from reconciler.store.remote import RemoteStore
-from reconciler.views import FORMAT_VERSION, document, failure_view, lock_view
+from reconciler.views import document, lock_view
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -239,7 +239,7 @@ def apply(
         except UnknownEnvironment as e:
             raise _fail(str(e), kind="not_found") from e
         if not json_lines:
-            _report(results, fmt, snapshot.commit)
+            _report(results)
         if feed is not None:
             _notify_outcomes(feed, snapshot, results, wait_notify)
         raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILURE)
@@ -255,9 +255,7 @@ def _select_names(
     labels = {name: env.labels for name, env in snapshot.environments.items()}
     picked = select(names or sorted(labels), labels, selector)
     if not picked:
-        err.print(nothing_selected(selector), markup=False)
-        if fmt is OutputFormat.JSON:
-            _report([], fmt, snapshot.commit)
+        err.print(nothing_selected(selector), markup=False)  # under --format json: a stream of no events
         raise typer.Exit(EXIT_OK)
     return picked
 
@@ -298,27 +296,8 @@ def _duration(value: str | None, option: str, default: float) -> float:
         raise typer.BadParameter(str(e), param_hint=f"'{option}'") from e
 
 
-def _report(results: list[ReconcileResult], fmt: OutputFormat, commit: str | None) -> None:
-    if fmt is OutputFormat.JSON:
-        _print_json(
-            {
-                "formatVersion": FORMAT_VERSION,
-                "desiredCommit": commit,
-                "converged": all(r.ok for r in results),
-                "environments": [
-                    {
-                        "name": r.name,
-                        "outcome": str(r.outcome),
-                        "state": r.state,
-                        "reason": r.reason,
-                        "transitions": [{"from": a, "to": b} for a, b in r.transitions],
-                        "failure": failure_view(r.failure) if r.failure else None,
-                    }
-                    for r in results
-                ],
-            }
-        )
-        return
+def _report(results: list[ReconcileResult]) -> None:
+    """The text summary; ``--format json`` has streamed a ``result`` event per environment instead."""
     for r in results:
         state = r.state or "-"
         print(f"{r.name}: {r.outcome} ({state}): {r.reason}".rstrip(": "))

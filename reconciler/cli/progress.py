@@ -36,6 +36,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from reconciler.cli.output import console as make_console
 from reconciler.domain.states import IN_PROGRESS
 from reconciler.domain.values import format_timestamp
 from reconciler.engine.progress import (
@@ -46,6 +47,7 @@ from reconciler.engine.progress import (
     StepStarted,
 )
 from reconciler.engine.reconcile import TransitionEvent
+from reconciler.views import FORMAT_VERSION, failure_view
 
 if TYPE_CHECKING:
     from reconciler.engine.progress import ProgressEvent
@@ -56,7 +58,6 @@ logger = logging.getLogger(__name__)
 #: for tests and for CI logs that want fewer lines.
 INTERVAL_ENV = "RECONCILE_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 10.0
-FORMAT_VERSION = 1
 #: Running environments the live block shows; the others are counted on one line.
 LIVE_ROWS = 20
 #: In-progress state -> the phase it runs (``releasing`` -> ``release``).
@@ -289,7 +290,7 @@ class JsonLinesView:
                 "reason": r.reason,
                 "desiredCommit": self.desired_commit,
                 "transitions": [{"from": a, "to": b} for a, b in r.transitions],
-                "failure": r.failure.model_dump(mode="json", by_alias=True) if r.failure else None,
+                "failure": failure_view(r.failure) if r.failure else None,
                 "at": at,
             }
         return None  # a step starting is shown by the views that draw steps
@@ -304,7 +305,7 @@ def progress_view(
 ) -> Iterator[ProgressObserver]:
     """The view ``apply`` shows, behind a relay; every event is delivered before it closes."""
     view: LineView | LiveView | JsonLinesView
-    console = Console(stderr=True, soft_wrap=True)
+    console = make_console(stderr=True, soft_wrap=True)  # --no-color and NO_COLOR
     if json_lines:
         view = JsonLinesView(sys.stdout, desired_commit)
     elif console.is_terminal:

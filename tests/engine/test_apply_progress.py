@@ -284,3 +284,12 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(gitops: GitOpsRepo) -> No
     assert first["event"] == "transition"
     assert gitops.state("web")["state"] == "provisioned"
     assert "Traceback" not in errors
+
+
+def test_a_selector_that_matches_nothing_streams_no_event(gitops: GitOpsRepo) -> None:
+    gitops.commit({"environments/web.yaml": provisioned_by("true")})
+    out = gitops.reconcile("apply", "-l", "team=nobody", "--format", "json")
+    assert out.returncode == 0
+    assert out.stdout == ""  # an empty stream: nothing acted on
+    assert "team=nobody" in out.stderr
+    assert gitops.transitions() == []
