@@ -209,7 +209,11 @@ def test_after_a_killed_apply_the_next_one_stops_the_leftover_step_first(
 ) -> None:
     log = tmp_path / "runs.log"
     supervisor = tmp_path / "supervisor.pid"
-    run = f'echo $PPID > {supervisor}; echo "start $$" >> {log}; sleep 3; echo "end $$" >> {log}'
+    first_run = tmp_path / "first-run"
+    # The first run's step outlives any start-up of the second apply, however loaded the machine;
+    # the second's ends at once.
+    nap = f"if [ -e {first_run} ]; then sleep 0.1; else touch {first_run}; sleep 120; fi"
+    run = f'echo $PPID > {supervisor}; echo "start $$" >> {log}; {nap}; echo "end $$" >> {log}'
     gitops.commit({"environments/web.yaml": env_file("web", phases={"provision": [{"shell": {"run": run}}]})})
     first = subprocess.Popen(gitops.command("apply"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
