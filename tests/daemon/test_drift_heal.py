@@ -77,13 +77,19 @@ def test_the_resync_heals_tofu_and_ansible_drift_and_records_it(server: Server, 
     assert TERRAFORM is not None
 
     subprocess.run(
-        [TERRAFORM, "state", "rm", "terraform_data.marker"], cwd=workdir, check=True, capture_output=True
+        # The daemon's resync may be running `terraform plan` here, holding the state lock: wait for it.
+        [TERRAFORM, "state", "rm", "-lock-timeout=120s", "terraform_data.marker"],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
     )
 
     def state_list() -> str:
-        return subprocess.run(
-            [TERRAFORM, "state", "list"], cwd=workdir, check=True, capture_output=True, text=True
-        ).stdout
+        # Read while the daemon re-applies: a state being rewritten reads as "not yet".
+        listed = subprocess.run(
+            [TERRAFORM, "state", "list"], cwd=workdir, capture_output=True, text=True, check=False
+        )
+        return listed.stdout if listed.returncode == 0 else ""
 
     wait_for("the marker re-created", lambda: "terraform_data.marker" in state_list(), 120)
     wait_for("in sync recorded", lambda: drift_status(server.bare) == "in_sync", 60)
