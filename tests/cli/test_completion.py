@@ -56,7 +56,9 @@ def test_bash_completes_commands_options_and_their_values(tmp_path: Path) -> Non
 def test_typers_install_completion_writes_a_script_bash_then_completes_with(tmp_path: Path) -> None:
     """``--install-completion`` said ``Shell bash not supported``; run from bash it now installs."""
     out = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", "reconcile --install-completion"],
+        # A lone `-c` command is exec'd in bash's place, so typer would see whatever ran the tests
+        # (make's sh under `make check`) as the shell: a second command keeps bash the parent.
+        ["bash", "--norc", "--noprofile", "-c", "reconcile --install-completion; exit $?"],
         capture_output=True,
         text=True,
         env=_env(tmp_path),
@@ -68,7 +70,7 @@ def test_typers_install_completion_writes_a_script_bash_then_completes_with(tmp_
     assert installed.is_file() and str(installed) in (tmp_path / ".bashrc").read_text()
     assert _bash_complete(f"source {installed}", ["reconcile", "hist"], tmp_path) == ["history"]
     shown = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", "reconcile --show-completion"],
+        ["bash", "--norc", "--noprofile", "-c", "reconcile --show-completion; exit $?"],
         capture_output=True,
         text=True,
         env=_env(tmp_path),
