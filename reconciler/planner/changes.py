@@ -121,6 +121,8 @@ def explain(
     """
     out: dict[str, dict[Phase, InputChanges]] = {}
     for plan in plans:
+        if not any(a.kind is ActionKind.PHASE for a in plan.actions):
+            continue  # nothing re-runs: its state is not read (a lazy store parses only what is asked)
         env = desired.get(plan.name)
         found = observed.get(plan.name)
         if env is None or not isinstance(found, AnyEnvironment):
