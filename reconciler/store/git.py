@@ -144,10 +144,7 @@ class GitStore:
         return f"{self.ref}:{name}/{STATE_FILE}"
 
     def _entry(self, tree: pygit2.Tree, name: str) -> pygit2.Object | None:
-        try:
-            return tree[f"{name}/{STATE_FILE}"]
-        except KeyError:
-            return None
+        return entry_at(tree, f"{name}/{STATE_FILE}")
 
     def _parse(self, name: str, obj: pygit2.Object) -> Observed | CorruptState:
         if not isinstance(obj, pygit2.Blob):
@@ -228,9 +225,8 @@ class GitStore:
                 name = entry.name
                 if name is None or not isinstance(entry, pygit2.Tree):
                     continue
-                try:
-                    blob = entry[STATE_FILE]
-                except KeyError:
+                blob = entry_at(entry, STATE_FILE)
+                if blob is None:
                     continue
                 if not isinstance(blob, pygit2.Blob):
                     found[name] = f"{STATE_FILE} is not a file"
@@ -262,11 +258,8 @@ class GitStore:
 
     def _read_subtree(self, sub: pygit2.Tree, name: str) -> Observed | CorruptState | None:
         """``<name>/state.json`` of the tree ``sub``, parsed; ``None`` when there is none."""
-        try:
-            obj = sub[STATE_FILE]
-        except KeyError:
-            return None
-        return self._parse(name, obj)
+        obj = entry_at(sub, STATE_FILE)
+        return None if obj is None else self._parse(name, obj)
 
     # -- writing -------------------------------------------------------------------
 
@@ -593,3 +586,18 @@ class StateTree(Mapping[str, Observed | CorruptState]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def entry_at(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
+    """The object at ``path`` under ``tree``; ``None`` only when the tree has no such entry.
+
+    An object the store lacks is an error (``pygit2.GitError``), never an absent entry:
+    pygit2's ``NotFoundError`` is also a ``KeyError``, and taking it for "no state" would
+    let an environment whose state cannot be read be created a second time.
+    """
+    try:
+        return tree[path]
+    except pygit2.GitError:
+        raise
+    except KeyError:
+        return None

@@ -14,22 +14,34 @@ A push the remote refuses although nothing moved (a hook, permissions) is a
 ``PushRefused``: the transition did not happen, so no step runs under it.
 A push with no verdict (a timeout, a dropped connection) is decided by a
 fetch: the remote holds the commit, or it does not.
+
+A fetch trusts that a commit already in the object store comes with all it
+refers to. A store that holds a commit without its trees or blobs (a
+``git clone`` of a path that copied the objects while a push was writing them,
+a copy interrupted half way) would break that: the fetch brings nothing, and
+the state it points at cannot be read. So a fetch that moved the tip without
+receiving an object checks the new commits are complete, and any read that
+meets a missing object fetches the whole branch again (``git fetch
+--refetch``) before it is retried once. A missing object is never taken for
+an absent environment.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 import pygit2
 
 from reconciler.domain import AnyEnvironment, FailureContext
 from reconciler.store.errors import LostRace, PushRefused, StoreError
-from reconciler.store.git import STATE_FILE, GitStore
+from reconciler.store.git import STATE_FILE, GitStore, entry_at
 from reconciler.store.message import TRANSITION
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
 from reconciler.store.push import PushResult, PushStatus, push_ref
@@ -39,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 #: How often a transition is rebuilt on a remote branch that moved for other environments.
 MAX_PUSH_RETRIES = 16
+
+#: A repair fetch (the whole state branch again) that takes longer than this failed.
+REFETCH_TIMEOUT_SECONDS = 600.0
+
+_T = TypeVar("_T")
 
 
 class RemoteCredentials(pygit2.RemoteCallbacks):
@@ -82,13 +99,97 @@ class RemoteStore:
 
     def fetch(self) -> pygit2.Oid | None:
         """Fetch the remote's state branch; return its tip (``None`` if it has none yet)."""
+        before = self._target(self._tracking)
         try:
-            self._remote().fetch([f"+{self.ref}:{self._tracking}"], callbacks=RemoteCredentials())
+            progress = self._remote().fetch([f"+{self.ref}:{self._tracking}"], callbacks=RemoteCredentials())
         except pygit2.GitError as e:
-            if "couldn't find remote ref" in str(e) or "not found" in str(e).lower():
+            if self._remote_lacks_branch(e):
                 return None
             raise StoreError(f"cannot fetch {self.ref} from '{self.remote_name}': {e}") from e
+        tip = self._target(self._tracking)
+        # Nothing came, so the new commits were here already: make sure all of each is.
+        arrived_empty = tip is not None and tip != before and progress.received_objects == 0
+        if arrived_empty and tip is not None and not self._complete(tip, before):
+            logger.warning(
+                "the state branch's commits are here without all their objects; fetching it again",
+                extra={"remote": self.remote_name, "tip": str(tip)},
+            )
+            tip = self._refetch()
+        return tip
+
+    def _remote_lacks_branch(self, error: pygit2.GitError) -> bool:
+        """Did the fetch fail because the remote has no state branch (and for no other reason)?"""
+        if "couldn't find remote ref" in str(error):
+            return True
+        try:
+            heads = self._remote().list_heads(callbacks=RemoteCredentials())
+        except pygit2.GitError:
+            return False
+        return all(head.name != self.ref for head in heads)
+
+    def _git(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"})
+        return subprocess.run(
+            ["git", "--git-dir", self._repo.path, *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
+
+    def _complete(self, tip: pygit2.Oid, before: pygit2.Oid | None) -> bool:
+        """Is every object of the commits from ``before`` to ``tip`` in the object store?"""
+        local = self.local.tip_id()
+        hidden = [str(oid) for oid in (before, local) if oid is not None and oid != tip]
+        args = ["rev-list", "--objects", "--quiet", str(tip)]
+        if hidden:
+            args += ["--not", *hidden]
+        try:
+            return self._git(*args, timeout=REFETCH_TIMEOUT_SECONDS).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def _refetch(self) -> pygit2.Oid | None:
+        """Fetch the whole state branch again, every object of it, whatever this store holds."""
+        refspec = f"+{self.ref}:{self._tracking}"
+        try:
+            done = self._git(
+                "fetch",
+                "--quiet",
+                "--refetch",
+                "--no-write-fetch-head",
+                self.remote_name,
+                refspec,
+                timeout=REFETCH_TIMEOUT_SECONDS,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise StoreError(f"cannot fetch {self.ref} from '{self.remote_name}' again: {e}") from e
+        if done.returncode != 0:
+            raise StoreError(
+                f"{self._repo.path}: objects of the state branch are missing and fetching it again failed "
+                f"({_last_line(done.stderr) or f'git fetch exited {done.returncode}'}); "
+                f"run `git fetch --refetch {self.remote_name} {refspec}` (git 2.36 or later) "
+                "or clone the repository again"
+            )
         return self._target(self._tracking)
+
+    def _repaired(self, read: Callable[[], _T]) -> _T:
+        """``read()``; if it meets an object this store lacks, fetch the branch again and retry once."""
+        try:
+            return read()
+        except pygit2.GitError as e:
+            if not _is_missing_object(e):
+                raise
+            with self._mutex, self.local.writer_lock():
+                logger.warning(
+                    "an object of the state branch is missing here; fetching it again",
+                    extra={"remote": self.remote_name, "error": str(e)},
+                )
+                self._refetch()
+        return read()
 
     def _target(self, ref: str) -> pygit2.Oid | None:
         reference = self._repo.references.get(ref)
@@ -145,16 +246,16 @@ class RemoteStore:
     # -- StateStore ----------------------------------------------------------------
 
     def read(self, name: str) -> Observed | None:
-        return self.local.read(name)
+        return self._repaired(lambda: self.local.read(name))
 
     def read_all(self) -> dict[str, Observed | CorruptState]:
-        return self.local.read_all()
+        return self._repaired(self.local.read_all)
 
     def history(self, name: str | None = None, limit: int | None = None) -> list[TransitionRecord]:
-        return self.local.history(name, limit)
+        return self._repaired(lambda: self.local.history(name, limit))
 
     def failure_before(self, name: str) -> FailureContext | None:
-        return self.local.failure_before(name)
+        return self._repaired(lambda: self.local.failure_before(name))
 
     def unlock(self, name: str, lock_id: UUID) -> Observed:
         return force_unlock(self, name, lock_id)
@@ -185,10 +286,23 @@ class RemoteStore:
             with self._mutex, local.writer_lock():
                 blob_id = local.create_blob(after.to_json().encode())
                 transient = 0
+                refetched = False
                 for attempt in range(MAX_PUSH_RETRIES):
                     base = local.tip_id()
                     try:
                         commit = local.build_commit(base, name, expected_version, blob_id, message)
+                    except pygit2.GitError as e:
+                        # The state this transition is checked against cannot be read here: never
+                        # decide without it. Fetch every object again, then check it again.
+                        if refetched or not _is_missing_object(e):
+                            raise
+                        logger.warning(
+                            "an object of the state branch is missing here; fetching it again",
+                            extra={"environment": name, "remote": self.remote_name, "error": str(e)},
+                        )
+                        self._refetch()
+                        refetched = True
+                        continue
                     except LostRace as e:
                         if attempt == 0:
                             raise
@@ -239,10 +353,18 @@ class RemoteStore:
         commit = self._repo.get(tip)
         if not isinstance(commit, pygit2.Commit):
             return None
-        try:
-            return str(commit.tree[f"{name}/{STATE_FILE}"].id)
-        except KeyError:
-            return None
+        entry = entry_at(commit.tree, f"{name}/{STATE_FILE}")
+        return None if entry is None else str(entry.id)
+
+
+def _is_missing_object(error: pygit2.GitError) -> bool:
+    """libgit2 could not find an object (as opposed to a ref, a lock, a transport)."""
+    return isinstance(error, pygit2.NotFoundError) or "object not found" in str(error)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _is_transient(reason: str) -> bool:
