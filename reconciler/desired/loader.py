@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pygit2
 from pydantic import BaseModel
 
-from reconciler.desired import hashing, validation, yamlio
+from reconciler.desired import hashing, helper, validation, yamlio
 from reconciler.desired.models import (
     NAME_PATTERN,
     AnsibleStep,
@@ -181,6 +181,9 @@ class ParseCache:
     disk: PlanCache | None = None
     #: The source of the load in progress, and which sets of probed paths are unchanged in it.
     refs_checked: tuple[TreeSource, dict[tuple[tuple[str, str | None], ...], bool]] | None = None
+    #: Whether a cold load of many files may fork a helper for half of them (``desired/helper.py``):
+    #: only for one-shot commands with a plan cache, whose process has nothing else running.
+    helpers: bool = False
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
@@ -215,7 +218,7 @@ class ParseCache:
     @classmethod
     def kept_in(cls, repo: pygit2.Repository) -> ParseCache:
         """A cache that starts from, and with ``save`` leaves, the plan cache under ``repo``'s git dir."""
-        return cls(disk=PlanCache.for_repository(repo.path))
+        return cls(disk=PlanCache.for_repository(repo.path), helpers=True)
 
     def save(self) -> None:
         """Leave what this run learned for the next process (a no-op without a plan cache)."""
@@ -528,7 +531,11 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     results = dict(last.results)
     added = False
     cache.last = None  # until the indexes below are consistent again
+    assistant = _start_helper(todo, blueprints, source, cache)
     for stem, file_entry in todo.items():
+        if assistant is not None and stem in assistant.share:
+            _receive(assistant, cache)  # its half is next: take what it learned (waiting if need be)
+            assistant = None
         old = results.pop(stem, None)
         if old is not None and last.indexed:
             _unindex(last, stem, old)
@@ -578,6 +585,38 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         problems=tuple(problems),
         config_problems=tuple(config_problems),
     )
+
+
+def _start_helper(
+    todo: Mapping[str, FileEntry | None],
+    blueprints: Mapping[str, _Blueprint],
+    source: TreeSource,
+    cache: ParseCache,
+) -> helper.Helper | None:
+    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many."""
+    disk = cache.disk
+    if disk is None or not cache.helpers or len(todo) < helper.MIN_FILES:
+        return None
+    stems = list(todo)
+    share = stems[len(stems) // 2 :]
+
+    def work() -> bytes:
+        for stem in share:
+            entry = todo[stem]
+            if entry is not None:
+                try:
+                    _load_environment(stem, entry, blueprints, source, cache)
+                except Exception:  # noqa: S112 (the parent loads it, and reports why)
+                    continue
+        return disk.learned()
+
+    return helper.start(share, work)
+
+
+def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
+    payload = assistant.receive()
+    if payload is not None and cache.disk is not None:
+        cache.disk.merge(payload)
 
 
 def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:

@@ -185,6 +185,29 @@ class PlanCache:
             self._dirty = True
         self._used_plans[name] = value
 
+    # -- a helper's share (desired/helper.py) --------------------------------------
+
+    def learned(self) -> bytes:
+        """What this process used or learned, for the process that forked it to ``merge``."""
+        return marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved))
+
+    def merge(self, payload: bytes) -> None:
+        """Entries a forked helper ``learned``: used like entries read from the file (checked on use)."""
+        try:
+            fingerprint, docs, resolved = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
+            if fingerprint != self._fingerprint or type(docs) is not dict or type(resolved) is not dict:
+                raise ValueError("unexpected layout")
+            for key, value in resolved.items():
+                resolved[key] = (value[0], self._refs.setdefault(value[1], value[1]))
+        except Exception as e:  # a damaged hand-over: the parent parses those files itself
+            logger.debug("load helper's entries ignored: %s", e)
+            return
+        for key, document in docs.items():
+            self._docs.setdefault(key, document)
+        for key, value in resolved.items():
+            self._resolved.setdefault(key, value)
+        self._dirty = True
+
     # -- writing -------------------------------------------------------------------
 
     def save(self) -> None:

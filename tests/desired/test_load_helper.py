@@ -1,0 +1,147 @@
+"""A cold load of many files forks a helper for half of them (decision 026): same result, or no help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from reconciler.desired import helper, loader
+from reconciler.desired.loader import ParseCache, load_snapshot
+from reconciler.desired.resolved import DesiredSnapshot
+from tests.desired.helpers import env_yaml, make_repo
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The environment files: twelve here, and the two of the base repository.
+NAMES = sorted(["db", "web", *(f"env-{i:02d}" for i in range(12))])
+FILES = len(NAMES)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    files: dict[str, str | bytes] = {
+        f"environments/env-{i:02d}.yaml": env_yaml(f"env-{i:02d}", extra=f"  vars: {{index: {i}}}\n")
+        for i in range(12)
+    }
+    # A refusal in the helper's half: it must come out exactly as when the parent finds it.
+    files["environments/env-10.yaml"] = env_yaml("env-10", extra="  vars: {index: [1, 2}\n")
+    files["environments/env-11.yaml"] = env_yaml("env-11", extra="  dependsOn: [env-00, nowhere]\n")
+    return make_repo(tmp_path, files)
+
+
+@pytest.fixture
+def parsed_here(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Environment files this process parsed (a helper's parses happen in the child)."""
+    seen: list[str] = []
+    real = loader._parse
+
+    def spy(data: bytes, model: type) -> object:
+        if b"kind: Environment" in data:
+            seen.append(data.decode().split("name: ", 1)[1].split("\n", 1)[0])
+        return real(data, model)
+
+    monkeypatch.setattr(loader, "_parse", spy)
+    monkeypatch.setattr(helper, "MIN_FILES", 4)
+    return seen
+
+
+def load(repo: Path) -> DesiredSnapshot:
+    repository = pygit2.Repository(str(repo))
+    cache = ParseCache.kept_in(repository)
+    snapshot = load_snapshot(repository, "HEAD", cache=cache)
+    cache.save()
+    return snapshot
+
+
+def plain(snapshot: DesiredSnapshot) -> object:
+    return (
+        {n: (dict(e.phase_hashes), dict(e.vars), e.blob_id) for n, e in snapshot.environments.items()},
+        [str(p) for p in snapshot.problems],
+    )
+
+
+def test_the_helper_loads_half_and_the_result_is_a_load_without_it(
+    fleet: Path, parsed_here: list[str]
+) -> None:
+    assert helper.can_fork()
+    helped = load(fleet)
+    # Its half, and the one file of the helper's half that is refused (refusals are never kept).
+    assert parsed_here == [*NAMES[: FILES // 2], "env-10"]
+    # The same load in one process (a fresh cache, no helper):
+    parsed_here.clear()
+    alone = load_snapshot(pygit2.Repository(str(fleet)), "HEAD")
+    assert len(parsed_here) == FILES
+    assert plain(helped) == plain(alone)
+    assert any("env-10.yaml:8" in p for p in plain(helped)[1])
+    assert any("'nowhere'" in p for p in plain(helped)[1])
+
+
+def _failing(how: Callable[[], bytes]) -> Callable[..., helper.Helper | None]:
+    real = helper.start
+
+    def start(share: object, work: Callable[[], bytes]) -> helper.Helper | None:
+        return real(share, how)  # type: ignore[arg-type]
+
+    return start
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda: os._exit(3),  # dies
+        lambda: b"\x00garbage",  # sends what is not a plan cache's entries
+        lambda: b"",  # sends nothing
+    ],
+    ids=["dies", "garbage", "nothing"],
+)
+def test_a_helper_that_fails_costs_only_its_help(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch, how: Callable[[], bytes]
+) -> None:
+    monkeypatch.setattr(helper, "start", _failing(how))
+    helped = load(fleet)
+    assert len(parsed_here) == FILES  # the parent did the helper's half itself
+    assert plain(helped) == plain(load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
+
+
+def test_a_helper_too_slow_is_killed_and_its_half_loaded_here(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def hang() -> bytes:
+        import time
+
+        time.sleep(60)
+        return b""
+
+    monkeypatch.setattr(helper, "PATIENCE_SECONDS", 0.5)
+    monkeypatch.setattr(helper, "start", _failing(hang))
+    helped = load(fleet)
+    assert len(parsed_here) == FILES
+    assert plain(helped) == plain(load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
+
+
+def test_plan_as_a_process_says_the_same_with_and_without_a_helper(fleet: Path) -> None:
+    def plan(min_files: int) -> str:
+        code = (
+            "import sys; from reconciler.desired import helper; "
+            f"helper.MIN_FILES = {min_files}; from reconciler.cli import main; "
+            "sys.argv = ['reconcile', 'plan', '--repo', sys.argv[1], '--format', 'json']; main()"
+        )
+        cache = fleet / ".git" / "reconciler"
+        subprocess.run(["rm", "-rf", str(cache)], check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(fleet)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr  # env-10 and env-11 are refused
+        return "\n".join(line for line in done.stdout.splitlines() if "generatedAt" not in line)
+
+    assert plan(4) == plan(10**9)
