@@ -62,6 +62,13 @@ class Helper:
         payload = b"".join(chunks)
         return payload if complete and succeeded and payload else None
 
+    def cancel(self) -> None:
+        """Stop waiting for it: its work is not needed (or no longer wanted)."""
+        if not self._done:
+            self._done = True
+            os.close(self._fd)
+            self._reap(kill=True)
+
     def _reap(self, *, kill: bool) -> bool:
         """Whether the child exited with 0 (it is killed first when it is not done)."""
         try:

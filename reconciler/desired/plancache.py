@@ -208,6 +208,25 @@ class PlanCache:
             self._resolved.setdefault(key, value)
         self._dirty = True
 
+    def learned_plans(self) -> bytes:
+        """The plans this process kept, for the process that forked it to ``merge_plans``."""
+        return marshal.dumps((self._fingerprint, self._used_plans))
+
+    def merge_plans(self, payload: bytes) -> None:
+        """Plans a forked helper kept: used like plans read from the file (their keys checked on use)."""
+        try:
+            fingerprint, plans = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
+            if fingerprint != self._fingerprint or type(plans) is not dict:
+                raise ValueError("unexpected layout")
+        except Exception as e:  # a damaged hand-over: the parent decides those plans itself
+            logger.debug("plan helper's entries ignored: %s", e)
+            return
+        for name, value in plans.items():
+            self._plans.setdefault(name, value)
+
+    def has_plans(self) -> bool:
+        return bool(self._plans)
+
     # -- writing -------------------------------------------------------------------
 
     def save(self) -> None:

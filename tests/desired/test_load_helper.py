@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pygit2
@@ -145,3 +148,65 @@ def test_plan_as_a_process_says_the_same_with_and_without_a_helper(fleet: Path) 
         return "\n".join(line for line in done.stdout.splitlines() if "generatedAt" not in line)
 
     assert plan(4) == plan(10**9)
+
+
+def _write_state(repo: Path, snapshot: DesiredSnapshot) -> None:
+    """A state branch saying every valid environment is running with its desired phase hashes."""
+    repository = pygit2.Repository(str(repo))
+    root = repository.TreeBuilder()
+    for name, env in snapshot.environments.items():
+        document = {
+            "schema": 1,
+            "name": name,
+            "state": "running",
+            "desiredCommit": snapshot.commit,
+            "phases": {
+                str(p): {"hash": h, "completedAt": "2026-11-28T10:00:00Z"}
+                for p, h in env.phase_hashes.items()
+                if str(p) != "destroy"
+            },
+            "outputs": {},
+            "lock": None,
+            "failure": None,
+            "updatedAt": "2026-11-28T10:00:00Z",
+        }
+        sub = repository.TreeBuilder()
+        blob = repository.create_blob(json.dumps(document).encode())
+        sub.insert("state.json", blob, pygit2.GIT_FILEMODE_BLOB)
+        root.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
+    who = pygit2.Signature("test", "test@localhost")
+    repository.create_commit("refs/heads/reconciler/state", who, who, "state", root.write(), [])
+
+
+def test_the_plan_helper_decides_half_and_the_plan_is_the_same(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.cli.commands_plan import make_report
+    from reconciler.planner.report import render_json
+    from reconciler.store.git import GitStore
+
+    _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
+    reads: list[str] = []
+    real = GitStore._read_subtree
+
+    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
+        reads.append(name)
+        return real(self, sub, name)
+
+    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+
+    def plan() -> str:
+        shutil.rmtree(fleet / ".git" / "reconciler", ignore_errors=True)
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        report = make_report(fleet, rev=None, base=None, worktree=False, now=now)
+        return render_json(report)
+
+    helped = plan()
+    # The helper's half was decided there: its states were read by the helper, not here.
+    assert sorted(reads) == NAMES[: FILES // 2]
+    reads.clear()
+    monkeypatch.setattr(helper, "MIN_FILES", 10**9)
+    alone = plan()
+    assert len(reads) == FILES - 2  # env-10 and env-11 are refused: they have no state
+    assert helped == alone
+    assert '"converged"' in helped
