@@ -599,6 +599,9 @@ def _start_helper(
         return None
     stems = list(todo)
     share = stems[len(stems) // 2 :]
+    unknown = sum(1 for stem in share if (entry := todo[stem]) is not None and not disk.knows(entry.blob_id))
+    if unknown < helper.MIN_FILES // 2:  # a warm cache: the helper would only validate what is kept
+        return None
 
     def work() -> bytes:
         for stem in share:

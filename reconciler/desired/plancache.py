@@ -133,6 +133,10 @@ class PlanCache:
             self._used_docs[key] = found
         return found
 
+    def knows(self, blob_id: str, kind: str = "environment") -> bool:
+        """Whether a document is kept for this blob (without counting it as used)."""
+        return f"{kind}:{blob_id}" in self._docs
+
     def keep_document(self, kind: str, blob_id: str, document: Document) -> None:
         key = f"{kind}:{blob_id}"
         try:

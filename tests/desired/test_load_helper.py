@@ -210,3 +210,23 @@ def test_the_plan_helper_decides_half_and_the_plan_is_the_same(
     assert len(reads) == FILES - 2  # env-10 and env-11 are refused: they have no state
     assert helped == alone
     assert '"converged"' in helped
+
+
+def test_a_warm_plan_cache_forks_no_helper(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[object] = []
+    real = helper.start
+
+    def start(share: object, work: Callable[[], bytes]) -> helper.Helper | None:
+        started.append(share)
+        return real(share, work)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(helper, "start", start)
+    first = load(fleet)
+    assert len(started) == 1
+    parsed_here.clear()
+    again = load(fleet)  # the cache the first load left: only the refused file is parsed again
+    assert len(started) == 1
+    assert parsed_here == ["env-10"]
+    assert plain(again) == plain(first)
