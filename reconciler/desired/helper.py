@@ -79,14 +79,33 @@ class Helper:
             return False
 
 
+#: ``never``: no helper; ``always``: a helper whenever one is safe, however busy the machine is.
+MODE_ENV = "RECONCILE_HELPER"
+
+
 def can_fork() -> bool:
     """Forking is safe only in a process with one thread (no lock another thread may hold)."""
     return hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
 
 
+def spare_core() -> bool:
+    """Whether a second core is likely free: the 1-minute load average leaves at least half of one.
+
+    On a machine whose other cores are busy, a helper only competes with its parent
+    and adds the cost of the hand-over.
+    """
+    mode = os.environ.get(MODE_ENV, "")
+    if mode in ("never", "always"):
+        return mode == "always"
+    try:
+        return os.getloadavg()[0] <= (os.cpu_count() or 1) - 0.5
+    except OSError:
+        return True
+
+
 def start(share: Collection[str], work: Callable[[], bytes]) -> Helper | None:
     """Fork a child that runs ``work`` and sends its result; ``None`` when no helper can be had."""
-    if not can_fork():
+    if not can_fork() or not spare_core():
         return None
     try:
         read_fd, write_fd = os.pipe()
