@@ -16,7 +16,7 @@ import hashlib
 import logging
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -157,9 +157,11 @@ class _LastLoad:
     ref_ids: dict[str, str | None]
     ref_users: dict[str, set[str]]
     blueprint_users: dict[str, set[str]]
-    #: Whether the three indexes above describe ``results``: built by the first load that revisits
+    #: Whether the indexes describe ``results``: built by the first load that revisits
     #: a previous one (a one-shot command such as ``plan`` never needs them).
     indexed: bool = True
+    #: The stems of valid environments that name others in ``dependsOn`` (an index too).
+    depending: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -536,10 +538,12 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         if assistant is not None and stem in assistant.share:
             _receive(assistant, cache)  # its half is next: take what it learned (waiting if need be)
             assistant = None
-        old = results.pop(stem, None)
+        # Replaced in place, so every kept key keeps its (sorted) place: only an addition re-sorts.
+        old = results.get(stem)
         if old is not None and last.indexed:
             _unindex(last, stem, old)
         if file_entry is None:
+            results.pop(stem, None)
             continue
         try:
             new = _load_environment(stem, file_entry, blueprints, source, cache)
@@ -552,8 +556,6 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
             _index(last, stem, new)
     if added:
         results = dict(sorted(results.items()))
-    else:  # every key kept its place; restore the sorted order of those re-inserted
-        results = {stem: results[stem] for stem in last.results if stem in results}
     last.results = results
     last.env_tree = env_tree
     last.blueprints = blueprint_ids
@@ -567,7 +569,8 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         else:
             broken[stem] = outcome.result
 
-    dependency = _dependency_problems(environments, broken, results)
+    depending = frozenset(last.depending) if last.indexed else None
+    dependency = _dependency_problems(environments, broken, results, depending)
     if dependency:
         for name, more in dependency.items():
             environments.pop(name, None)
@@ -584,6 +587,7 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         broken=MappingProxyType(broken),
         problems=tuple(problems),
         config_problems=tuple(config_problems),
+        depending=depending,
     )
 
 
@@ -623,6 +627,8 @@ def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
 
 
 def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
+    if isinstance(outcome.result, ResolvedEnvironment) and outcome.result.spec.depends_on:
+        last.depending.add(stem)
     if outcome.blueprint is not None:
         last.blueprint_users.setdefault(outcome.blueprint, set()).add(stem)
     for ref, oid in outcome.refs:
@@ -631,6 +637,7 @@ def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
 
 
 def _unindex(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
+    last.depending.discard(stem)
     if outcome.blueprint is not None:
         users = last.blueprint_users.get(outcome.blueprint)
         if users is not None:
@@ -1017,17 +1024,35 @@ def _unknown_dependency(
     )
 
 
+class _Known(Collection[str]):
+    """The environment names of a load (valid or not), without building a set of the fleet."""
+
+    def __init__(self, *parts: Mapping[str, object]) -> None:
+        self._parts = parts
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in part for part in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._parts:
+            yield from part
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._parts)
+
+
 def _dependency_problems(
     environments: Mapping[str, ResolvedEnvironment],
     broken: Mapping[str, tuple[Problem, ...]],
     results: Mapping[str, _EnvResult],
+    depending: frozenset[str] | None = None,
 ) -> dict[str, tuple[Problem, ...]]:
     """Unknown ``dependsOn`` names and cycles; each makes its environment broken.
 
     Only environments that depend on another are visited (the others can be in
     no cycle), so a repository of mostly independent environments costs little.
     """
-    known = environments.keys() | broken.keys()
+    known = _Known(environments, broken)
     found: dict[str, list[Problem]] = {}
     # A file refused for another reason is checked too, so that all its problems come at once.
     for name in broken:
@@ -1043,7 +1068,10 @@ def _dependency_problems(
                         parsed, f"{ENVIRONMENTS_DIR}/{outcome.entry.name}", name, i, dep, known
                     )
                 )
-    dependent = [name for name, env in environments.items() if env.spec.depends_on]
+    if depending is None:
+        dependent = [name for name, env in environments.items() if env.spec.depends_on]
+    else:  # the load's index: the same names, without a pass over the fleet
+        dependent = sorted(name for name in depending if name in environments)
     if not dependent:
         return {name: tuple(dict.fromkeys(problems)) for name, problems in found.items()}
     texts = {name: results[name].parsed for name in dependent}

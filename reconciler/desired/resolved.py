@@ -93,6 +93,9 @@ class DesiredSnapshot:
     problems: tuple[Problem, ...] = ()
     #: Why reconciler.yaml is refused; while there is one, nothing is acted on (SPEC 2.4).
     config_problems: tuple[Problem, ...] = ()
+    #: The environments that name others in ``dependsOn``, when the loader knows them
+    #: (``None``: found by looking at every environment).
+    depending: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def config_refused(self) -> str | None:
@@ -111,7 +114,10 @@ class DesiredSnapshot:
     def dependents(self) -> Mapping[str, frozenset[str]]:
         """For each environment others name in ``dependsOn``, those that do (computed once per snapshot)."""
         index: dict[str, set[str]] = {}
-        for name, env in self.environments.items():
-            for dep in env.spec.depends_on:
+        environments = self.environments
+        names = environments if self.depending is None else sorted(self.depending)
+        for name in names:
+            env = environments.get(name)
+            for dep in env.spec.depends_on if env is not None else ():
                 index.setdefault(dep, set()).add(name)
         return MappingProxyType({name: frozenset(users) for name, users in index.items()})

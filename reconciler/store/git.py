@@ -32,6 +32,7 @@ from reconciler.store.lock import holder_label, this_holder
 from reconciler.store.message import TRANSITION, TransitionMessage
 from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
 from reconciler.store.recovery import force_unlock
+from reconciler.store.roottree import RootTrees
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class GitStore:
         self._held_fd: int | None = None
         self._cache_key = (os.path.realpath(self._repo.path), ref)
         self._events: EventLog | None = None
+        self._root_trees = RootTrees(self._repo, per_file_fsync=self._per_file_fsync)
         #: Transitions waiting for the writer lock; its holder commits them all (``_commit_batch``).
         self._queue: list[_Transition] = []
         self._queue_lock = threading.Lock()
@@ -323,9 +325,7 @@ class GitStore:
             existing = sub if isinstance(sub, pygit2.Tree) else None
         sub_builder = repo.TreeBuilder(existing) if existing is not None else repo.TreeBuilder()
         sub_builder.insert(STATE_FILE, blob_id, pygit2.GIT_FILEMODE_BLOB)
-        root_builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
-        root_builder.insert(name, sub_builder.write(), pygit2.GIT_FILEMODE_TREE)
-        return root_builder.write()
+        return self._root_trees.with_directory(None if base is None else base.id, name, sub_builder.write())
 
     def _move_ref(self, tip: pygit2.Commit | None, commit_id: pygit2.Oid, log: str) -> bool:
         """Compare-and-swap the ref from ``tip`` to ``commit_id``; ``False`` if it had moved."""

@@ -97,6 +97,18 @@ def test_added_and_removed_environment_files(tmp_path: Path) -> None:
     assert load_snapshot(repo, "HEAD~1", cache=cache) == load_snapshot(repo, "HEAD~1")
 
 
+def test_a_changed_file_keeps_its_place_in_the_sorted_environments(tmp_path: Path) -> None:
+    path = make_repo(tmp_path)
+    repo = _repo(path)
+    cache = ParseCache()
+    commit(path, {"environments/api.yaml": env_yaml("api")})
+    load_snapshot(repo, cache=cache)
+    commit(path, {"environments/api.yaml": env_yaml("api", state="configured")})
+    warm = load_snapshot(repo, cache=cache)
+    assert list(warm.environments) == sorted(warm.environments) == ["api", "db", "web"]
+    assert warm == load_snapshot(repo)
+
+
 def test_environments_directory_removed_and_restored(tmp_path: Path) -> None:
     path = make_repo(tmp_path)
     repo = _repo(path)
@@ -154,8 +166,12 @@ def test_depends_on_problems_follow_changes(tmp_path: Path) -> None:
     path = make_repo(tmp_path)
     repo = _repo(path)
     cache = ParseCache()
+    load_snapshot(repo, cache=cache)  # so that the next load revisits this one, through its indexes
     commit(path, {"environments/web.yaml": env_yaml("web", extra="  dependsOn: [db]\n")})
-    assert load_snapshot(repo, cache=cache) == load_snapshot(repo)
+    warm = load_snapshot(repo, cache=cache)
+    assert warm.depending == {"web"}
+    assert warm == load_snapshot(repo)
+    assert warm.dependents == load_snapshot(repo).dependents == {"db": frozenset({"web"})}
     commit(path, {"environments/db.yaml": env_yaml("db", extra="  dependsOn: [web]\n")})
     cycle = load_snapshot(repo, cache=cache)
     assert set(cycle.broken) == {"web", "db"}

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import pytest
 
 from reconciler.store import MemoryStore, StateStore
 from tests.conftest import git
+from tests.gitservers import TRANSPORTS, GitServer, init_bare, serving
 from tests.store.kit import open_store, plant_corrupt
 
 
@@ -51,3 +52,13 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return _init_repo(tmp_path / "repo")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[GitServer, Path]]:
+    """A bare repository served on each transport: local path, file://, git:// and smart HTTP."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    bare = init_bare(root / "fleet.git")
+    with serving(str(request.param), root) as server:
+        yield server, bare

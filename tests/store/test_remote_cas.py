@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,11 @@ from reconciler.store import GitStore, LostRace, PushRefused
 from reconciler.store.push import PushStatus, parse_porcelain
 from reconciler.store.remote import RemoteStore
 from tests.conftest import git
-from tests.gitservers import REFUSE_STATE_BRANCH, TRANSPORTS, GitServer, init_bare, install_hook, serving
+from tests.gitservers import REFUSE_STATE_BRANCH, GitServer, install_hook
 
 pytestmark = pytest.mark.timeout(120)
 
 STATE = "refs/heads/reconciler/state"
-
-
-@pytest.fixture(params=TRANSPORTS)
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[GitServer, Path]]:
-    root = tmp_path / "srv"
-    root.mkdir()
-    bare = init_bare(root / "fleet.git")
-    with serving(str(request.param), root) as server:
-        yield server, bare
 
 
 def clone(server: GitServer, bare: Path, dest: Path) -> Path:

@@ -11,7 +11,6 @@ that would let a second host create it again.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pygit2
@@ -20,19 +19,10 @@ import pytest
 from reconciler.domain import Environment
 from reconciler.store import GitStore, LostRace
 from tests.conftest import git
-from tests.gitservers import TRANSPORTS, GitServer, init_bare, serving
+from tests.gitservers import GitServer
 from tests.store.test_remote_cas import STATE, clone, store
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=TRANSPORTS)
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[GitServer, Path]]:
-    root = tmp_path / "srv"
-    root.mkdir()
-    bare = init_bare(root / "fleet.git")
-    with serving(str(request.param), root) as server:
-        yield server, bare
 
 
 def copy_loose(src: Path, dest: Path, oids: list[pygit2.Oid]) -> None:
@@ -44,34 +34,35 @@ def copy_loose(src: Path, dest: Path, oids: list[pygit2.Oid]) -> None:
         shutil.copy(src / ".git" / "objects" / hexa[:2] / hexa[2:], target / hexa[2:])
 
 
-def winner_commit(a: Path) -> tuple[pygit2.Oid, list[pygit2.Oid]]:
-    """The winner's state commit and its objects, commit first, the state blob last."""
-    repo = pygit2.Repository(str(a))
-    commit = repo.revparse_single(STATE)
-    assert isinstance(commit, pygit2.Commit)
-    sub = commit.tree["web"]
-    blob = commit.tree["web/state.json"]
-    return commit.id, [commit.id, commit.tree.id, sub.id, blob.id]
+def half_copied(served: tuple[GitServer, Path], tmp_path: Path, copied: int) -> tuple[Path, pygit2.Oid]:
+    """Host a creates ``web``; host b, cloned before, gets the first ``copied`` of its objects only.
 
-
-@pytest.mark.parametrize("copied", [2, 3], ids=["without-the-env-tree", "without-the-state-blob"])
-def test_a_host_holding_the_winners_commit_without_its_objects_loses_the_race(
-    served: tuple[GitServer, Path], tmp_path: Path, copied: int
-) -> None:
+    The objects are, in order: the commit, the root tree, ``web/``, ``web/state.json``.
+    Returns b's clone and the winner's commit.
+    """
     server, bare = served
     a_path = clone(server, bare, tmp_path / "a")
     b_path = clone(server, bare, tmp_path / "b")
-    a, b = store(a_path), store(b_path)
-    a.apply(
+    store(a_path).apply(
         "web",
         None,
         Environment.create("web", desired_commit="c1").into_any(),
         from_state="none",
         desired_commit="c1",
     )
-    _, objects = winner_commit(a_path)
+    commit = pygit2.Repository(str(a_path)).revparse_single(STATE)
+    assert isinstance(commit, pygit2.Commit)
+    objects = [commit.id, commit.tree.id, commit.tree["web"].id, commit.tree["web/state.json"].id]
     copy_loose(a_path, b_path, objects[:copied])
+    return b_path, commit.id
 
+
+@pytest.mark.parametrize("copied", [2, 3], ids=["without-the-env-tree", "without-the-state-blob"])
+def test_a_host_holding_the_winners_commit_without_its_objects_loses_the_race(
+    served: tuple[GitServer, Path], tmp_path: Path, copied: int
+) -> None:
+    b_path, _ = half_copied(served, tmp_path, copied)
+    b = store(b_path)
     with pytest.raises(LostRace):
         b.apply(
             "web",
@@ -80,7 +71,7 @@ def test_a_host_holding_the_winners_commit_without_its_objects_loses_the_race(
             from_state="none",
             desired_commit="c2",
         )
-    assert git(bare, "log", "--format=%s", STATE).splitlines() == ["web: none -> created"]
+    assert git(served[1], "log", "--format=%s", STATE).splitlines() == ["web: none -> created"]
     seen = b.read("web")
     assert seen is not None and seen.env.desired_commit == "c1", "b reads the winner's state"
 
@@ -88,23 +79,11 @@ def test_a_host_holding_the_winners_commit_without_its_objects_loses_the_race(
 def test_a_read_that_meets_a_missing_object_fetches_it_and_reads_the_state(
     served: tuple[GitServer, Path], tmp_path: Path
 ) -> None:
-    server, bare = served
-    a_path = clone(server, bare, tmp_path / "a")
-    b_path = clone(server, bare, tmp_path / "b")
-    a, b = store(a_path), store(b_path)
-    a.apply(
-        "web",
-        None,
-        Environment.create("web", desired_commit="c1").into_any(),
-        from_state="none",
-        desired_commit="c1",
-    )
-    tip, objects = winner_commit(a_path)
-    copy_loose(a_path, b_path, objects[:3])
+    b_path, tip = half_copied(served, tmp_path, 3)
     # b's branch already names the commit, as after a fetch that brought nothing.
     git(b_path, "update-ref", STATE, str(tip))
     git(b_path, "update-ref", f"refs/remotes/origin/{STATE.removeprefix('refs/heads/')}", str(tip))
-
+    b = store(b_path)
     seen = b.read("web")
     assert seen is not None and seen.env.desired_commit == "c1"
     assert set(b.read_all()) == {"web"}
@@ -114,14 +93,7 @@ def test_a_missing_object_is_an_error_not_an_absent_environment(
     served: tuple[GitServer, Path], tmp_path: Path
 ) -> None:
     """Without a remote to fetch from, the plain store refuses to read: no "no such environment"."""
-    server, bare = served
-    a_path = clone(server, bare, tmp_path / "a")
-    b_path = clone(server, bare, tmp_path / "b")
-    store(a_path).apply(
-        "web", None, Environment.create("web").into_any(), from_state="none", desired_commit=None
-    )
-    tip, objects = winner_commit(a_path)
-    copy_loose(a_path, b_path, objects[:2])
+    b_path, tip = half_copied(served, tmp_path, 2)
     git(b_path, "update-ref", STATE, str(tip))
     local = GitStore(b_path, fsync=False)
     with pytest.raises(pygit2.GitError):
