@@ -155,6 +155,8 @@ def start_sshd(root: Path) -> tuple[GitServer, str]:
         f"PidFile {keys / 'sshd.pid'}\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         f"PermitRootLogin prohibit-password\nAllowUsers {getpass.getuser()}\nLogLevel ERROR\n"
+        # Racing hosts open many connections at once; sshd's default (10:30:100) drops some at random.
+        "MaxStartups 200\nMaxSessions 100\n"
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation directory

@@ -31,9 +31,16 @@ def git_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: What git adds under every failed connection: no news about why.
+_BOILERPLATE = frozenset(
+    {"Please make sure you have the correct access rights", "and the repository exists."}
+)
+
+
 def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    """What git said went wrong, in one line: its messages joined, its boilerplate left out."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() not in _BOILERPLATE]
+    return "; ".join(lines[-3:])
 
 
 def run_git(git_dir: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
