@@ -31,6 +31,7 @@ from reconciler.store.events import EventLog, EventQuery
 from reconciler.store.lock import holder_label, this_holder
 from reconciler.store.message import TRANSITION, TransitionMessage
 from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
+from reconciler.store.objectcache import TipCache
 from reconciler.store.recovery import force_unlock
 from reconciler.store.roottree import RootTrees
 
@@ -127,6 +128,8 @@ class GitStore:
         self._cache_key = (os.path.realpath(self._repo.path), ref)
         self._events: EventLog | None = None
         self._root_trees = RootTrees(self._repo, per_file_fsync=self._per_file_fsync)
+        #: Starts libgit2's caches of this repository over now and then: old root trees pile up in them.
+        self.tip_cache = TipCache()
         #: Transitions waiting for the writer lock; its holder commits them all (``_commit_batch``).
         self._queue: list[_Transition] = []
         self._queue_lock = threading.Lock()
@@ -137,7 +140,9 @@ class GitStore:
         reference = self._repo.references.get(self.ref)
         if reference is None:
             return None
-        obj = self._repo.get(reference.resolve().target)
+        target = reference.resolve().target
+        self.tip_cache.moved(self._repo, target)
+        obj = self._repo.get(target)
         if not isinstance(obj, pygit2.Commit):
             raise StoreError(f"{self.ref} does not point at a commit")
         return obj
