@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import subprocess
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,3 +98,39 @@ def test_clear_empties_only_that_repositorys_cache_and_leaves_caching_on(tmp_pat
     assert one < both  # the cleared repository's root tree (360 KB, raw and parsed) is gone
     assert len(cleared[tip].peel(pygit2.Tree)) == FLEET  # and read again as before
     assert _cached() > one  # caching is on again: that read was cached
+
+
+def test_reading_the_same_states_again_keeps_no_more_memory(tmp_path: Path) -> None:
+    """pygit2 keeps a reference to each key a tree is indexed with: reads must not keep one per read."""
+    store = GitStore(_small_fleet(tmp_path / "state.git"), REF, fsync=False)
+    names = [f"env-{i:05d}" for i in range(50)]
+
+    def read_all_names() -> int:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for name in names:
+            assert store.read("".join(name)) is not None  # a fresh string each time, as callers pass
+        gc.collect()
+        return int(tracemalloc.get_traced_memory()[0] - before)
+
+    tracemalloc.start()
+    try:
+        read_all_names()  # the first pass may keep what the paths cost once
+        kept = [read_all_names() for _ in range(20)]
+    finally:
+        tracemalloc.stop()
+    # Before: ~70 bytes kept per read, 3.5 KB per pass.
+    assert sum(kept) < 2_000, kept
+
+
+def _small_fleet(path: Path) -> Path:
+    repo = pygit2.init_repository(str(path), bare=True)
+    root = repo.TreeBuilder()
+    for i in range(50):
+        name = f"env-{i:05d}"
+        sub = repo.TreeBuilder()
+        sub.insert("state.json", repo.create_blob(_document(name)), pygit2.GIT_FILEMODE_BLOB)
+        root.insert(name, sub.write(), pygit2.GIT_FILEMODE_TREE)
+    who = pygit2.Signature("t", "t@localhost")
+    repo.create_commit(REF, who, who, "fleet", root.write(), [])
+    return path
