@@ -56,7 +56,9 @@ from reconciler.planner import Verdict
 from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import CorruptState, StateStore, StoreError
 from reconciler.store.git import GitStore
-from reconciler.store.remote import RemoteCredentials, RemoteStore
+from reconciler.store.gitcli import FetchError
+from reconciler.store.gitcli import fetch as git_fetch
+from reconciler.store.remote import RemoteStore
 from reconciler.web.app import Endpoints, create_app
 from reconciler.web.auth import required_token
 from reconciler.web.server import WebServer
@@ -558,10 +560,10 @@ class Daemon:
         try:
             if remote not in list(repo.remotes.names()):
                 raise StoreError(f"no remote named '{remote}'")
-            repo.remotes[remote].fetch(callbacks=RemoteCredentials())
+            git_fetch(repo.path, remote)
             if self._remote is not None:
                 self._remote.sync()
-        except (pygit2.GitError, StoreError) as e:
+        except (pygit2.GitError, StoreError, FetchError) as e:
             self.metrics.fetch_failures.inc()
             logger.warning("fetch failed", extra={"remote": remote, "error": str(e)})
             return

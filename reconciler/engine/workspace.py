@@ -32,7 +32,9 @@ from reconciler.steps import LocalStepRunner, StepRunner
 from reconciler.store import StateStore, StoreError
 from reconciler.store.file import FileStore
 from reconciler.store.git import GitStore
-from reconciler.store.remote import RemoteCredentials, RemoteStore
+from reconciler.store.gitcli import FetchError
+from reconciler.store.gitcli import fetch as git_fetch
+from reconciler.store.remote import RemoteStore
 
 StoreKind = Literal["git", "file"]
 
@@ -97,8 +99,8 @@ class Workspace:
                 "(see `git remote -v`)"
             )
         try:
-            self.repo.remotes[remote].fetch(callbacks=RemoteCredentials())
-        except pygit2.GitError as e:
+            git_fetch(self.repo.path, remote)
+        except FetchError as e:
             raise WorkspaceError(f"cannot fetch from '{remote}': {e}") from e
         branch = snapshot.config.branch or head_branch(self.repo)
         tracking = f"refs/remotes/{remote}/{branch}" if branch else None

@@ -21,10 +21,11 @@ reported as such: the caller fetches to learn what the remote holds.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
+
+from reconciler.store.gitcli import git_environment, last_line
 
 #: A push that takes longer than this has an unknown outcome (the caller fetches to decide).
 PUSH_TIMEOUT_SECONDS = 120.0
@@ -97,14 +98,16 @@ def push_ref(
         remote,
         f"{commit}:{ref}",
     ]
-    env = dict(os.environ)
-    # Never wait on a prompt; parse git's own words, not a translation of them.
-    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"})
-    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
-        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     try:
+        # Never wait on a prompt; parse git's own words, not a translation of them.
         done = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False, env=env
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            env=git_environment(),
         )
     except subprocess.TimeoutExpired:
         return PushResult(PushStatus.UNKNOWN, f"git push timed out after {timeout:g}s")
@@ -115,12 +118,7 @@ def push_ref(
         if verdict.accepted and done.returncode != 0:
             # Accepted by the remote yet git failed afterwards: trust only what a fetch shows.
             return PushResult(
-                PushStatus.UNKNOWN, _last_line(done.stderr) or f"git push exited {done.returncode}"
+                PushStatus.UNKNOWN, last_line(done.stderr) or f"git push exited {done.returncode}"
             )
         return verdict
-    return PushResult(PushStatus.UNKNOWN, _last_line(done.stderr) or f"git push exited {done.returncode}")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return PushResult(PushStatus.UNKNOWN, last_line(done.stderr) or f"git push exited {done.returncode}")

@@ -15,15 +15,14 @@ A push the remote refuses although nothing moved (a hook, permissions) is a
 A push with no verdict (a timeout, a dropped connection) is decided by a
 fetch: the remote holds the commit, or it does not.
 
-A fetch trusts that a commit already in the object store comes with all it
-refers to. A store that holds a commit without its trees or blobs (a
+Fetches are ``git fetch`` too (``store.gitcli``): the same transports,
+credentials and host keys as the pushes, and git checks that what it fetched
+is complete. A store can still hold a commit without its trees or blobs (a
 ``git clone`` of a path that copied the objects while a push was writing them,
-a copy interrupted half way) would break that: the fetch brings nothing, and
-the state it points at cannot be read. So a fetch that moved the tip without
-receiving an object checks the new commits are complete, and any read that
-meets a missing object fetches the whole branch again (``git fetch
---refetch``) before it is retried once. A missing object is never taken for
-an absent environment.
+a copy interrupted half way, a fetch by libgit2, which trusts any commit it
+already has): any read that meets a missing object fetches the whole branch
+again (``git fetch --refetch``) before it is retried once. A missing object
+is never taken for an absent environment.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 import pygit2
@@ -42,6 +41,8 @@ import pygit2
 from reconciler.domain import AnyEnvironment, FailureContext
 from reconciler.store.errors import LostRace, PushRefused, StoreError
 from reconciler.store.git import STATE_FILE, GitStore, entry_at
+from reconciler.store.gitcli import FetchError, last_line, run_git
+from reconciler.store.gitcli import fetch as git_fetch
 from reconciler.store.message import TRANSITION
 from reconciler.store.model import CorruptState, Observed, TransitionRecord
 from reconciler.store.push import PushResult, PushStatus, push_ref
@@ -56,22 +57,6 @@ MAX_PUSH_RETRIES = 16
 REFETCH_TIMEOUT_SECONDS = 600.0
 
 _T = TypeVar("_T")
-
-
-class RemoteCredentials(pygit2.RemoteCallbacks):
-    """SSH through the agent (the usual setup of a service account); nothing for local or anonymous URLs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._tries = 0
-
-    def credentials(self, url: str, username_from_url: str | None, allowed_types: int) -> Any:
-        self._tries += 1
-        if self._tries > 3:
-            return None
-        if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
-            return pygit2.KeypairFromAgent(username_from_url or "git")
-        return None
 
 
 class RemoteStore:
@@ -99,68 +84,38 @@ class RemoteStore:
 
     def fetch(self) -> pygit2.Oid | None:
         """Fetch the remote's state branch; return its tip (``None`` if it has none yet)."""
-        before = self._target(self._tracking)
         try:
-            progress = self._remote().fetch([f"+{self.ref}:{self._tracking}"], callbacks=RemoteCredentials())
-        except pygit2.GitError as e:
-            if self._remote_lacks_branch(e):
+            git_fetch(self._repo.path, self.remote_name, (f"+{self.ref}:{self._tracking}",))
+        except FetchError as e:
+            if self._remote_lacks_branch(str(e)):
                 return None
             raise StoreError(f"cannot fetch {self.ref} from '{self.remote_name}': {e}") from e
-        tip = self._target(self._tracking)
-        # Nothing came, so the new commits were here already: make sure all of each is.
-        arrived_empty = tip is not None and tip != before and progress.received_objects == 0
-        if arrived_empty and tip is not None and not self._complete(tip, before):
-            logger.warning(
-                "the state branch's commits are here without all their objects; fetching it again",
-                extra={"remote": self.remote_name, "tip": str(tip)},
-            )
-            tip = self._refetch()
-        return tip
+        return self._target(self._tracking)
 
-    def _remote_lacks_branch(self, error: pygit2.GitError) -> bool:
+    def _remote_lacks_branch(self, error: str) -> bool:
         """Did the fetch fail because the remote has no state branch (and for no other reason)?"""
-        if "couldn't find remote ref" in str(error):
+        if "couldn't find remote ref" in error:
             return True
         try:
-            heads = self._remote().list_heads(callbacks=RemoteCredentials())
-        except pygit2.GitError:
-            return False
-        return all(head.name != self.ref for head in heads)
-
-    def _git(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"})
-        return subprocess.run(
-            ["git", "--git-dir", self._repo.path, *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            env=env,
-        )
-
-    def _complete(self, tip: pygit2.Oid, before: pygit2.Oid | None) -> bool:
-        """Is every object of the commits from ``before`` to ``tip`` in the object store?"""
-        local = self.local.tip_id()
-        hidden = [str(oid) for oid in (before, local) if oid is not None and oid != tip]
-        args = ["rev-list", "--objects", "--quiet", str(tip)]
-        if hidden:
-            args += ["--not", *hidden]
-        try:
-            return self._git(*args, timeout=REFETCH_TIMEOUT_SECONDS).returncode == 0
+            # --exit-code: 2 when the remote answered and has no such ref.
+            listed = run_git(
+                self._repo.path, "ls-remote", "--exit-code", self.remote_name, self.ref, timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired):
             return False
+        return listed.returncode == 2
 
     def _refetch(self) -> pygit2.Oid | None:
         """Fetch the whole state branch again, every object of it, whatever this store holds."""
         refspec = f"+{self.ref}:{self._tracking}"
         try:
-            done = self._git(
+            done = run_git(
+                self._repo.path,
                 "fetch",
                 "--quiet",
                 "--refetch",
                 "--no-write-fetch-head",
+                "--no-auto-gc",
                 self.remote_name,
                 refspec,
                 timeout=REFETCH_TIMEOUT_SECONDS,
@@ -170,7 +125,7 @@ class RemoteStore:
         if done.returncode != 0:
             raise StoreError(
                 f"{self._repo.path}: objects of the state branch are missing and fetching it again failed "
-                f"({_last_line(done.stderr) or f'git fetch exited {done.returncode}'}); "
+                f"({last_line(done.stderr) or f'git fetch exited {done.returncode}'}); "
                 f"run `git fetch --refetch {self.remote_name} {refspec}` (git 2.36 or later) "
                 "or clone the repository again"
             )
@@ -360,11 +315,6 @@ class RemoteStore:
 def _is_missing_object(error: pygit2.GitError) -> bool:
     """libgit2 could not find an object (as opposed to a ref, a lock, a transport)."""
     return isinstance(error, pygit2.NotFoundError) or "object not found" in str(error)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _is_transient(reason: str) -> bool:
