@@ -1,6 +1,6 @@
 """Soak: two daemons on two clones of one served remote, killed with SIGKILL at random (issue 9).
 
-    python benchmarks/soak_exactly_once.py [--kills 40] [--transports path,git,http]
+    python benchmarks/soak_exactly_once.py [--kills 40] [--transports path,git,http,ssh]
 
 Prints, per transport, the phase runs, and the phantom runs (a body under a lock
 the remote never recorded), overlaps, lost transitions, extra runs and stuck
@@ -23,7 +23,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--envs", type=int, default=4)
-    parser.add_argument("--transports", default="path,git,http")
+    parser.add_argument("--transports", default="path,git,http,ssh")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--keep", type=Path, help="run under this directory and keep it (daemon logs, server)"

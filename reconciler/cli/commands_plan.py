@@ -223,6 +223,10 @@ def _plan_loaded(
         last = definition_at(repo, env.desired_commit, env.name, cache=definitions)
         return last is not None and last.spec.protected
 
+    if kept is not None and cache.helpers:
+        kept.share_with_helper(
+            snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
+        )
     plans = plan_all(
         snapshot,
         observed,
@@ -232,6 +236,8 @@ def _plan_loaded(
         protected_before=protected_before,
         kept=kept,
     )
+    if kept is not None:
+        kept.finish()
     problems = snapshot.problems
     if selector is not None:
         keep = _selected(selector, snapshot, before)

@@ -10,14 +10,18 @@ their plan back from the file, without their state being read or parsed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
+from reconciler.desired import helper
 from reconciler.desired.plancache import PlanCache
-from reconciler.domain import AnyEnvironment
+from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.domain import AnyEnvironment, Lock
 from reconciler.domain.states import Phase
 from reconciler.planner.model import Action, ActionKind, EnvironmentPlan, Verdict
-from reconciler.planner.plan import KeptKey, Unreadable
+from reconciler.planner.plan import KeptKey, Unreadable, plan_all
 from reconciler.store import Observed
 from reconciler.store.git import StateTree
 
@@ -39,6 +43,25 @@ class ObservedView(Mapping[str, AnyEnvironment | Unreadable]):
         return len(self.tree)
 
 
+class _Only(Mapping[str, AnyEnvironment | Unreadable]):
+    """``observed`` with only the names of a helper's share."""
+
+    def __init__(self, observed: Mapping[str, AnyEnvironment | Unreadable], names: Collection[str]) -> None:
+        self._observed = observed
+        self._names = names
+
+    def __getitem__(self, name: str) -> AnyEnvironment | Unreadable:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._observed[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._observed if name in self._names)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class DiskKeptPlans:
     """``planner.plan.KeptPlans`` in the plan cache: one entry per environment, the latest plan."""
 
@@ -47,11 +70,66 @@ class DiskKeptPlans:
         self._tree = tree
         #: Kept actions and verdicts, rebuilt once each: most plans share them.
         self._actions: dict[Any, tuple[Action, ...]] = {}
+        #: A forked process deciding part of a cold plan (``share_with_helper``).
+        self._helper: helper.Helper | None = None
+
+    def share_with_helper(
+        self,
+        snapshot: DesiredSnapshot,
+        observed: Mapping[str, AnyEnvironment | Unreadable],
+        *,
+        now: datetime,
+        prune: bool,
+        lock_stale: Callable[[Lock], bool],
+        protected_before: Callable[[AnyEnvironment], bool] | None,
+    ) -> None:
+        """Fork a helper that decides the second half of a cold plan of many environments (decision 026).
+
+        It plans its half alone, as ``plan_all`` over only those environments, and
+        hands its plans over as kept plans. Each is used only where its key (content
+        ids, the dependencies' verdicts, the dependents' gone-ness) is the one this
+        process computes, so a plan that depends on the other half is decided here.
+        """
+        names = sorted(snapshot.names | frozenset(observed))
+        if len(names) < helper.MIN_FILES or self._disk.has_plans():
+            return
+        share = frozenset(names[len(names) // 2 :])
+
+        def work() -> bytes:
+            half = DesiredSnapshot(
+                commit=snapshot.commit,
+                config=snapshot.config,
+                environments=MappingProxyType({n: e for n, e in snapshot.environments.items() if n in share}),
+                broken=MappingProxyType({n: p for n, p in snapshot.broken.items() if n in share}),
+            )
+            plan_all(
+                half,
+                _Only(observed, share),
+                now=now,
+                prune=prune,
+                lock_stale=lock_stale,
+                protected_before=protected_before,
+                kept=self,
+            )
+            return self._disk.learned_plans()
+
+        self._helper = helper.start(share, work)
+
+    def finish(self) -> None:
+        """Stop a helper whose plans were never asked for (its half was all refused files, say)."""
+        if self._helper is not None:
+            self._helper.cancel()
+            self._helper = None
 
     def observed_version(self, name: str) -> str | None:
         return self._tree.version(name)
 
     def get(self, name: str, key: KeptKey) -> EnvironmentPlan | None:
+        if self._helper is not None and name in self._helper.share:
+            payload = self._helper.receive()  # its half is next: take its plans (waiting if need be)
+            self._helper = None
+            if payload is not None:
+                self._disk.merge_plans(payload)
         found = self._disk.plan(name)
         if not isinstance(found, tuple) or len(found) != 2 or found[0] != key:
             return None

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pygit2
 from pydantic import BaseModel
 
-from reconciler.desired import hashing, validation, yamlio
+from reconciler.desired import hashing, helper, validation, yamlio
 from reconciler.desired.models import (
     NAME_PATTERN,
     AnsibleStep,
@@ -183,6 +183,9 @@ class ParseCache:
     disk: PlanCache | None = None
     #: The source of the load in progress, and which sets of probed paths are unchanged in it.
     refs_checked: tuple[TreeSource, dict[tuple[tuple[str, str | None], ...], bool]] | None = None
+    #: Whether a cold load of many files may fork a helper for half of them (``desired/helper.py``):
+    #: only for one-shot commands with a plan cache, whose process has nothing else running.
+    helpers: bool = False
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
@@ -217,7 +220,7 @@ class ParseCache:
     @classmethod
     def kept_in(cls, repo: pygit2.Repository) -> ParseCache:
         """A cache that starts from, and with ``save`` leaves, the plan cache under ``repo``'s git dir."""
-        return cls(disk=PlanCache.for_repository(repo.path))
+        return cls(disk=PlanCache.for_repository(repo.path), helpers=True)
 
     def save(self) -> None:
         """Leave what this run learned for the next process (a no-op without a plan cache)."""
@@ -406,6 +409,8 @@ class _Blueprint:
     inherited: list[
         tuple[dict[PhaseOrCheck, tuple[Step, ...]], dict[PhaseOrCheck, tuple[str, _Parsed, object]]]
     ] = field(default_factory=list, compare=False, repr=False)
+    #: ``_shape`` of those inherited phases in this load's tree, made once.
+    shape: list[_Shape] = field(default_factory=list, compare=False, repr=False)
 
 
 def misnamed_files(source: TreeSource) -> list[Problem]:
@@ -528,7 +533,11 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     results = dict(last.results)
     added = False
     cache.last = None  # until the indexes below are consistent again
+    assistant = _start_helper(todo, blueprints, source, cache)
     for stem, file_entry in todo.items():
+        if assistant is not None and stem in assistant.share:
+            _receive(assistant, cache)  # its half is next: take what it learned (waiting if need be)
+            assistant = None
         # Replaced in place, so every kept key keeps its (sorted) place: only an addition re-sorts.
         old = results.get(stem)
         if old is not None and last.indexed:
@@ -580,6 +589,41 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
         config_problems=tuple(config_problems),
         depending=depending,
     )
+
+
+def _start_helper(
+    todo: Mapping[str, FileEntry | None],
+    blueprints: Mapping[str, _Blueprint],
+    source: TreeSource,
+    cache: ParseCache,
+) -> helper.Helper | None:
+    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many."""
+    disk = cache.disk
+    if disk is None or not cache.helpers or len(todo) < helper.MIN_FILES:
+        return None
+    stems = list(todo)
+    share = stems[len(stems) // 2 :]
+    unknown = sum(1 for stem in share if (entry := todo[stem]) is not None and not disk.knows(entry.blob_id))
+    if unknown < helper.MIN_FILES // 2:  # a warm cache: the helper would only validate what is kept
+        return None
+
+    def work() -> bytes:
+        for stem in share:
+            entry = todo[stem]
+            if entry is not None:
+                try:
+                    _load_environment(stem, entry, blueprints, source, cache)
+                except Exception:  # noqa: S112 (the parent loads it, and reports why)
+                    continue
+        return disk.learned()
+
+    return helper.start(share, work)
+
+
+def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
+    payload = assistant.receive()
+    if payload is not None and cache.disk is not None:
+        cache.disk.merge(payload)
 
 
 def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
@@ -757,29 +801,21 @@ def _resolve(
             name,
         )
         return _Resolution((problem,), ())
-    probed: dict[str, str | None] = {}
-
-    def object_id(p: str) -> str | None:
-        try:
-            oid = source.object_id(p)
-        except PathEscape:
-            probed[p] = _ESCAPES
-            raise
-        probed[p] = oid
-        return oid
-
     phases, origins, merged_vars = _merge(path, parsed, env, blueprint)
+    shared = blueprint is not None and bool(blueprint.inherited) and blueprint.inherited[0][0] is phases
+    if shared and blueprint is not None:
+        if not blueprint.shape:
+            blueprint.shape.append(_shape(phases, origins, source, cache))
+        shape = blueprint.shape[0]
+    else:
+        shape = _shape(phases, origins, source, cache)
 
     problems: list[Problem] = []
-    infos: dict[PhaseOrCheck, list[_StepInfo]] = {}
-    for phase, steps in phases.items():
-        infos[phase] = [cache.step_info(step) for step in steps]
-        if not steps:
-            continue
+    for phase, steps in shape.steps.items():
         origin_path, origin_parsed, _ = origins[phase]
-        for i, info in enumerate(infos[phase]):
+        for i, (info, path_issues) in enumerate(steps):
             base: Loc = ("spec", "phases", str(phase), i)
-            for loc, message in _path_issues(info, object_id):
+            for loc, message in path_issues:
                 problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
             if info.templates:
                 for loc, message in issues_of(info.templates, merged_vars):
@@ -795,42 +831,30 @@ def _resolve(
                     )
                 )
     if problems:
-        return _Resolution(tuple(problems), tuple(sorted(probed.items())))
+        return _Resolution(tuple(problems), shape.field_refs)
+    if shape.escape is not None:
+        # A path the step's command names (or a playbook's neighbour) is a symlink
+        # out of the repository: this environment's problem alone (SPEC section 7).
+        phase, i, message = shape.escape
+        origin_path, origin_parsed, _ = origins[phase]
+        problem = _locate(origin_parsed, origin_path, ("spec", "phases", str(phase), i), message, name)
+        return _Resolution((problem,), shape.refs)
 
-    refs: dict[str, str | None] = {}
     hashes: dict[Phase, str] = {}
     all_vars_json: str | None = None
-    for phase in Phase:
-        steps = phases[phase]
-        paths: dict[str, str | None] = {}
-        for i, info in enumerate(infos[phase]):
-            for p, optional in info.candidates:
-                try:
-                    oid = object_id(p)
-                except PathEscape as e:
-                    # A path the step's command names (or a playbook's neighbour) is a symlink
-                    # out of the repository: this environment's problem alone (SPEC section 7).
-                    origin_path, origin_parsed, _ = origins[phase]
-                    message = f"`phases.{phase}[{i}]`: {e}; expected a path inside the repository"
-                    problem = _locate(
-                        origin_parsed, origin_path, ("spec", "phases", str(phase), i), message, name
-                    )
-                    return _Resolution((problem,), tuple(sorted(probed.items())))
-                if not optional or oid is not None:
-                    paths[p] = oid
-        refs.update(paths)
-        steps_json = cache.canonical_steps(steps, origins[phase][2]) if steps else "[]"
-        if any(info.is_shell for info in infos[phase]):
-            names = None
-        else:
-            names = vars_of([info.templates for info in infos[phase]])
+    for phase, (steps_json, paths_json, names) in shape.hashed.items():
         if names is None or (len(names) >= len(merged_vars) and names.issuperset(merged_vars)):
             if all_vars_json is None:
                 all_vars_json = hashing.canonical_json(merged_vars)
-            vars_json = all_vars_json
-        else:
-            vars_json = hashing.canonical_json({k: v for k, v in merged_vars.items() if k in names})
-        hashes[phase] = _phase_hash(steps_json, vars_json, paths)
+            hashes[phase] = _phase_hash(steps_json, all_vars_json, paths_json)
+            continue
+        vars_json = hashing.canonical_json({k: v for k, v in merged_vars.items() if k in names})
+        # Phases that read only some vars are often the same for every user of a blueprint.
+        memo = (phase, vars_json)
+        found = shape.hashes.get(memo)
+        if found is None:
+            found = shape.hashes[memo] = _phase_hash(steps_json, vars_json, paths_json)
+        hashes[phase] = found
     resolved = ResolvedEnvironment(
         name=name,
         path=path,
@@ -841,7 +865,81 @@ def _resolve(
         blob_id=blob_id,
         labels=MappingProxyType(dict(env.metadata.labels)),
     )
-    return _Resolution(resolved, tuple(sorted(probed.items())))
+    return _Resolution(resolved, shape.refs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What resolving computes from the merged phases and the tree alone, not from the vars.
+
+    Environments that take all their phases from one blueprint share one per load (issue 11):
+    the paths are probed, the steps encoded and the path problems found once for all of them.
+    """
+
+    #: Per phase with steps: each step's info and its path problems (relative to the step).
+    steps: dict[PhaseOrCheck, list[tuple[_StepInfo, list[tuple[Loc, str]]]]]
+    #: Per lifecycle phase: its steps' JSON, its paths' JSON, the vars it reads (``None``: all).
+    hashed: dict[Phase, tuple[str, str, frozenset[str] | None]]
+    #: The first path a step reads that escapes the repository: (phase, step, message).
+    escape: tuple[Phase, int, str] | None
+    #: Paths probed by the path checks alone (what a resolution refused by them depended on).
+    field_refs: tuple[tuple[str, str | None], ...]
+    #: Every path probed (what a resolution depended on).
+    refs: tuple[tuple[str, str | None], ...]
+    #: Phase hashes by (phase, vars JSON) for phases that read only some vars.
+    hashes: dict[tuple[Phase, str], str] = field(default_factory=dict)
+
+
+def _shape(
+    phases: Mapping[PhaseOrCheck, tuple[Step, ...]],
+    origins: Mapping[PhaseOrCheck, tuple[str, _Parsed, object]],
+    source: TreeSource,
+    cache: ParseCache,
+) -> _Shape:
+    probed: dict[str, str | None] = {}
+
+    def object_id(p: str) -> str | None:
+        try:
+            oid = source.object_id(p)
+        except PathEscape:
+            probed[p] = _ESCAPES
+            raise
+        probed[p] = oid
+        return oid
+
+    steps: dict[PhaseOrCheck, list[tuple[_StepInfo, list[tuple[Loc, str]]]]] = {}
+    infos: dict[PhaseOrCheck, list[_StepInfo]] = {}
+    for phase, phase_steps in phases.items():
+        infos[phase] = [cache.step_info(step) for step in phase_steps]
+        if phase_steps:
+            steps[phase] = [(info, _path_issues(info, object_id)) for info in infos[phase]]
+    field_refs = tuple(sorted(probed.items()))
+
+    hashed: dict[Phase, tuple[str, str, frozenset[str] | None]] = {}
+    escape: tuple[Phase, int, str] | None = None
+    for phase in Phase:
+        paths: dict[str, str | None] = {}
+        for i, info in enumerate(infos[phase]):
+            for p, optional in info.candidates:
+                try:
+                    oid = object_id(p)
+                except PathEscape as e:
+                    escape = (phase, i, f"`phases.{phase}[{i}]`: {e}; expected a path inside the repository")
+                    break
+                if not optional or oid is not None:
+                    paths[p] = oid
+            if escape is not None:
+                break
+        if escape is not None:
+            break
+        phase_steps = phases[phase]
+        steps_json = cache.canonical_steps(phase_steps, origins[phase][2]) if phase_steps else "[]"
+        if any(info.is_shell for info in infos[phase]):
+            names = None
+        else:
+            names = vars_of([info.templates for info in infos[phase]])
+        hashed[phase] = (steps_json, _paths_json(tuple(sorted(paths.items()))), names)
+    return _Shape(steps, hashed, escape, field_refs, tuple(sorted(probed.items())))
 
 
 def _merge(
@@ -885,9 +983,8 @@ def _merge_phases(
     return phases, origins
 
 
-def _phase_hash(steps_json: str, vars_json: str, paths: Mapping[str, str | None]) -> str:
-    """``hashing.phase_hash`` with the vars already encoded."""
-    paths_json = _paths_json(tuple(sorted(paths.items())))
+def _phase_hash(steps_json: str, vars_json: str, paths_json: str) -> str:
+    """``hashing.phase_hash`` with the steps, vars and paths already encoded."""
     document = f'{{"paths":{paths_json},"steps":{steps_json or "[]"},"vars":{vars_json}}}'
     return hashlib.sha256(document.encode()).hexdigest()
 

@@ -133,6 +133,10 @@ class PlanCache:
             self._used_docs[key] = found
         return found
 
+    def knows(self, blob_id: str, kind: str = "environment") -> bool:
+        """Whether a document is kept for this blob (without counting it as used)."""
+        return f"{kind}:{blob_id}" in self._docs
+
     def keep_document(self, kind: str, blob_id: str, document: Document) -> None:
         key = f"{kind}:{blob_id}"
         try:
@@ -184,6 +188,48 @@ class PlanCache:
             self._plans[name] = value
             self._dirty = True
         self._used_plans[name] = value
+
+    # -- a helper's share (desired/helper.py) --------------------------------------
+
+    def learned(self) -> bytes:
+        """What this process used or learned, for the process that forked it to ``merge``."""
+        return marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved))
+
+    def merge(self, payload: bytes) -> None:
+        """Entries a forked helper ``learned``: used like entries read from the file (checked on use)."""
+        try:
+            fingerprint, docs, resolved = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
+            if fingerprint != self._fingerprint or type(docs) is not dict or type(resolved) is not dict:
+                raise ValueError("unexpected layout")
+            for key, value in resolved.items():
+                resolved[key] = (value[0], self._refs.setdefault(value[1], value[1]))
+        except Exception as e:  # a damaged hand-over: the parent parses those files itself
+            logger.debug("load helper's entries ignored: %s", e)
+            return
+        for key, document in docs.items():
+            self._docs.setdefault(key, document)
+        for key, value in resolved.items():
+            self._resolved.setdefault(key, value)
+        self._dirty = True
+
+    def learned_plans(self) -> bytes:
+        """The plans this process kept, for the process that forked it to ``merge_plans``."""
+        return marshal.dumps((self._fingerprint, self._used_plans))
+
+    def merge_plans(self, payload: bytes) -> None:
+        """Plans a forked helper kept: used like plans read from the file (their keys checked on use)."""
+        try:
+            fingerprint, plans = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
+            if fingerprint != self._fingerprint or type(plans) is not dict:
+                raise ValueError("unexpected layout")
+        except Exception as e:  # a damaged hand-over: the parent decides those plans itself
+            logger.debug("plan helper's entries ignored: %s", e)
+            return
+        for name, value in plans.items():
+            self._plans.setdefault(name, value)
+
+    def has_plans(self) -> bool:
+        return bool(self._plans)
 
     # -- writing -------------------------------------------------------------------
 

@@ -97,9 +97,10 @@ class GitTreeSource:
         return out
 
     def read(self, path: str, entry: FileEntry) -> bytes:
-        blob = self.repo[entry.blob_id]
-        assert isinstance(blob, pygit2.Blob)
-        return blob.data
+        # Straight from the object database: building a ``Blob`` first costs twice the read (issue 11).
+        kind, data = self.repo.odb.read(entry.blob_id)
+        assert kind == pygit2.enums.ObjectType.BLOB
+        return data
 
     def subtree_id(self, directory: str) -> str | None:
         """The tree id of ``directory`` (no symlinks followed), ``None`` when it is not a directory."""

@@ -1,5 +1,9 @@
 """Reading YAML safely, fast, and with positions only when something is wrong.
 
+Plain files (ASCII, no tags, anchors, escapes, block scalars or unusual
+numbers: most environment files) are built in native code by yaml_rs, and
+kept only when every value is one the path below would build the same from
+that text (decision 026); anything else, and every refusal, takes that path.
 The C parser (ruamel.yaml.clib) composes every file into nodes, and a small
 constructor here turns the common subset (mappings, sequences, strings,
 null, booleans, plain decimal numbers; no tags, anchors or directives) into
@@ -40,6 +44,11 @@ try:  # the C extension is a dependency on CPython; without it every file takes 
     _CParser = importlib.import_module("_ruamel_yaml").CParser
 except ImportError:  # pragma: no cover
     _CParser = None
+_yaml_rs: Any
+try:  # a dependency where it has a wheel; without it every file takes the C parser's path
+    _yaml_rs = importlib.import_module("yaml_rs")
+except ImportError:  # pragma: no cover
+    _yaml_rs = None
 
 #: SPEC section 7: larger files are refused unread.
 MAX_FILE_BYTES = 1024 * 1024
@@ -472,11 +481,114 @@ def _fast_load(text: str) -> Any:
         parser.dispose()
 
 
+# -- the fastest path: a parser that builds Python values in native code -----------------------------
+
+# What yaml_rs is never asked about, so that it only sees text whose every value the checks below can
+# judge. Besides text that is not ASCII (YAML 1.1, and so libyaml, breaks lines at U+0085 and U+2028;
+# 1.2 does not): control characters (tabs, CR), tags, anchors, aliases, directives, escapes, complex
+# and merge keys, block scalars, several documents; numbers that its YAML 1.2 core schema reads and
+# ruamel's does not (an underscore next to a digit, an exponent after a fraction) or that the C path
+# refuses for their length alone (leading zeros); a `:` not followed by a space, or one that starts a
+# key (YAML 1.2 accepts `[a:b]`, `[: x]` and ` : 1`; libyaml, and so the C path, refuses them). Each
+# is its own search: a pattern that starts with one literal or class is scanned for in C.
+_RS_SCREENS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"[!&*%\\?|<>\x00-\x09\x0b-\x1f\x7f]",
+        r":[^ \n]",
+        r"\n[ -]*:",
+        r"[\[{,] *:",
+        r"_(?:[0-9.]|(?<=[0-9._]_))",
+        r"\.[0-9]+[eE]",
+        r"0[0-9]{19}",
+        r"---",
+        r"\.\.\.",
+    )
+)
+_FLOW_LINE = re.compile(r"^.*[\[{\]}].*$", re.MULTILINE)
+#: Strings known to be what the C path would build whether they were quoted or plain.
+_STR_MEMO: dict[str, bool] = {}
+
+
+def _rs_load(text: str) -> Any:
+    """The document as yaml_rs builds it, when the C path would provably build the same, else ``_NOT_FAST``.
+
+    yaml_rs returns values, not nodes: it cannot say whether ``8080`` was quoted. So a
+    string that a plain scalar could resolve to something else (a number, a date, a
+    boolean), a value out of bounds, or anything that is not a plain JSON-like value
+    sends the file to the C path, which decides (and places any refusal). Every
+    refusal therefore comes from the C path, with its position and message.
+    """
+    if _yaml_rs is None or not text.isascii() or text.lstrip(" -").startswith(":"):
+        return _NOT_FAST
+    for screen in _RS_SCREENS:
+        if screen.search(text):
+            return _NOT_FAST
+    if "{" in text or "[" in text:
+        # A flow collection spanning lines: YAML 1.2 takes a key there over two lines, libyaml refuses.
+        for line in _FLOW_LINE.findall(text):
+            if line.count("{") + line.count("[") != line.count("}") + line.count("]"):
+                return _NOT_FAST
+    try:
+        data = _yaml_rs.loads(text, parse_datetime=False)
+    except Exception:  # a syntax error, a duplicate key, anything: the C path says what it is
+        return _NOT_FAST
+    # The schema wants a mapping; any other document takes the C path.
+    return data if type(data) is dict and _rs_plain(data, 1) else _NOT_FAST
+
+
+def _rs_plain(collection: Any, depth: int) -> bool:
+    """Whether every key and value under ``collection`` is what the C path builds, within bounds."""
+    if depth > MAX_DEPTH:
+        return False
+    if type(collection) is dict:
+        for key, value in collection.items():
+            if not _rs_scalar(key):
+                return False
+            kind = type(value)
+            if kind is dict or kind is list:
+                if not _rs_plain(value, depth + 1):
+                    return False
+            elif not _rs_scalar(value):
+                return False
+        return True
+    for value in collection:
+        kind = type(value)
+        if kind is dict or kind is list:
+            if not _rs_plain(value, depth + 1):
+                return False
+        elif not _rs_scalar(value):
+            return False
+    return True
+
+
+def _rs_scalar(value: Any) -> bool:
+    """Whether a scalar yaml_rs built is the one the C path builds from the same text."""
+    kind = type(value)
+    if kind is str:
+        known = _STR_MEMO.get(value)
+        if known is None:
+            known = "\0" not in value and not any(
+                pattern.match(value) for _, pattern in _RESOLVERS.get(value[:1], ())
+            )
+            if len(value) <= _PLAIN_MEMO_WIDTH and len(_STR_MEMO) < _PLAIN_MEMO_SIZE:
+                _STR_MEMO[value] = known
+        return known
+    if kind is int:
+        return bool(INT_MIN <= value <= INT_MAX)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is bool or value is None
+
+
 def load(text: str) -> Any | YamlIssue:
     """Parse one YAML document with the C parser, or say where and why it is refused."""
     try:
         deep = _may_be_deep(text)
         if not deep and not _MAYBE_ALIAS.search(text):
+            fast = _rs_load(text)
+            if fast is not _NOT_FAST:
+                return fast
             fast = _fast_load(text)
             if fast is not _NOT_FAST:
                 return fast

@@ -158,7 +158,8 @@ class GitStore:
         if not isinstance(obj, pygit2.Blob):
             return CorruptState(name, self._path(name), f"{STATE_FILE} is not a file")
         try:
-            env = AnyEnvironment.from_json(obj.data)
+            # Read from the object database: ``obj.data`` looks the object up again (issue 11).
+            env = AnyEnvironment.from_json(self._repo.odb.read(obj.id)[1])
         except StateDocumentError as e:
             return CorruptState(name, self._path(name), str(e))
         except UnicodeDecodeError as e:

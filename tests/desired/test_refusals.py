@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git
-from tests.desired.helpers import commit, env_yaml, load, make_repo, messages
+from tests.desired.helpers import BLUEPRINT, commit, env_yaml, load, make_repo, messages
 
 ENV_HEAD = "apiVersion: reconciler/v1\nkind: Environment\nmetadata:\n  name: bad\nspec:\n"
 
@@ -296,3 +296,26 @@ def test_a_script_symlink_escaping_the_repository_breaks_only_its_environment(tm
     assert "good" in snapshot.environments
     assert "bad" in snapshot.broken
     assert "expected a path inside the repository" in str(snapshot.broken["bad"][0])
+
+
+def test_environments_sharing_a_blueprint_are_each_refused_with_their_own_position(tmp_path: Path) -> None:
+    # The blueprint's paths are probed once per load for all its users (issue 11): each user
+    # must still get its own refusal, and a user whose vars differ its own template problems.
+    blueprint = BLUEPRINT.replace("run: ./scripts/start.sh", "run: ./scripts/escape").replace(
+        '{name: "{{ environment.name }}"}', '{name: "{{ vars.owner }}"}'
+    )
+    repo = make_repo(tmp_path, {"blueprints/tracker.yaml": blueprint})
+    os.symlink("../../outside", repo / "scripts" / "escape")
+    commit(repo, {"environments/owned.yaml": env_yaml("owned", extra="  vars: {owner: ops}\n")})
+    snapshot = load(repo)
+    assert sorted(snapshot.broken) == ["db", "owned", "web"]
+    for name in ("db", "web"):
+        (problem,) = snapshot.broken[name]
+        assert problem.environment == name
+        assert problem.path == "blueprints/tracker.yaml"
+        assert "vars.owner is not declared" in problem.message
+    (owned,) = snapshot.broken["owned"]
+    assert owned.environment == "owned"
+    assert (owned.path, owned.line) == ("blueprints/tracker.yaml", 10)
+    assert "`phases.run[0]`" in owned.message
+    assert "expected a path inside the repository" in owned.message
