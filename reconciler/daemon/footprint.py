@@ -13,7 +13,8 @@ long-lived). Three process-wide settings keep that from costing more:
 - ``limit_arenas``: glibc gives each thread its own malloc arena and keeps
   what each arena freed; with a handful of workers that grows RSS by tens of
   MB for nothing. Two arenas are plenty for a process whose threads mostly
-  wait (``mallopt(M_ARENA_MAX, 2)``, as ``MALLOC_ARENA_MAX=2``).
+  wait (``mallopt(M_ARENA_MAX, 2)``, as ``MALLOC_ARENA_MAX=2``). It also sets
+  libgit2's object cache budget (``GIT_CACHE_BYTES``).
 - ``trim``: memory freed by work (the start-up pass, a resync, a push's reload
   and checkout) is handed back to the system (``malloc_trim``) whenever the
   work queue drains.
@@ -34,8 +35,11 @@ logger = logging.getLogger(__name__)
 
 #: ``mallopt`` parameter number of ``M_ARENA_MAX`` in glibc.
 _M_ARENA_MAX = -8
-#: The most libgit2 keeps in its object cache (its default is 256 MiB).
-GIT_CACHE_BYTES = 8 * 1024 * 1024
+#: The most libgit2 keeps in its object cache (its default is 256 MiB), counted in raw object bytes:
+#: the state branch's tip root tree and a push's desired trees at 10,000 environments (0.4-0.5 MB
+#: each, raw and parsed) fit. A parsed tree costs about three times what is counted, so 8 MiB
+#: held some 20 MiB of old trees once full (docs/decisions/026-daemon-memory.md).
+GIT_CACHE_BYTES = 2 * 1024 * 1024
 
 
 def _libc() -> ctypes.CDLL | None:
