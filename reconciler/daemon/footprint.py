@@ -38,7 +38,7 @@ _M_ARENA_MAX = -8
 #: The most libgit2 keeps in its object cache (its default is 256 MiB), counted in raw object bytes:
 #: the state branch's tip root tree and a push's desired trees at 10,000 environments (0.4-0.5 MB
 #: each, raw and parsed) fit. A parsed tree costs about three times what is counted, so 8 MiB
-#: held some 20 MiB of old trees once full (docs/decisions/026-daemon-memory.md).
+#: held some 20 MiB of old trees once full (docs/decisions/027-daemon-memory.md).
 GIT_CACHE_BYTES = 2 * 1024 * 1024
 
 

@@ -605,7 +605,7 @@ def entry_at(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
 
     The path is interned: pygit2 1.21's ``Tree.__getitem__`` and ``__contains__`` keep a
     reference to the key they are given, so a fresh string per read (70 bytes) was kept
-    for good, megabytes per resync at 10,000 environments (decision 026). Interned, each
+    for good, megabytes per resync at 10,000 environments (decision 027). Interned, each
     distinct path is kept once.
     """
     try:

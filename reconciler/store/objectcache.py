@@ -7,7 +7,7 @@ them) at random: by count, not by size. The state branch's repository holds
 thousands of small ``<name>/`` trees and, at 10,000 environments, a 360 KB
 root tree per transition of which only the tip's is read again: eviction
 almost never picks a root tree, so they pile up far past the budget (15 MiB
-counted, 34 MiB of heap after 40 pushes; docs/decisions/026-daemon-memory.md).
+counted, 34 MiB of heap after 40 pushes; docs/decisions/027-daemon-memory.md).
 
 ``TipCache.moved`` starts a repository's caches over when its branch moved
 ``every`` times since the last start and libgit2 is over its budget: what the

@@ -3,7 +3,7 @@
 Each transition names a new root tree (40 bytes per environment) and only the
 tip's is read again. libgit2 evicts by count, at random, so among the small
 ``<name>/`` trees a ``read_all`` cached, old root trees used to pile up past the
-budget: the daemon's memory grew with every push (decision 026).
+budget: the daemon's memory grew with every push (decision 027).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_old_root_trees_do_not_pile_up_in_the_cache(tmp_path: Path) -> None:
         store.apply(name, observed.version, after.into_any(), from_state="created", desired_commit="c0ffee")
         store.read(name)  # the new tip's root tree is parsed (and cached) by the next read
     # 20 root trees of 360 KB each were parsed on the way: without the clears about 6 MiB of them
-    # stay cached, 5x the budget (decision 026); with them, what is cached is within the budget.
+    # stay cached, 5x the budget (decision 027); with them, what is cached is within the budget.
     assert _cached() - before <= BUDGET
     assert store.tip_cache.clears >= 1
     # Nothing read is lost: a fresh store reads the same states.
