@@ -31,6 +31,8 @@ import logging
 
 import pygit2
 
+from reconciler.desired import yamlio
+
 logger = logging.getLogger(__name__)
 
 #: ``mallopt`` parameter number of ``M_ARENA_MAX`` in glibc.
@@ -56,8 +58,10 @@ _LIBC = _libc()
 
 
 def limit_arenas() -> None:
-    """Before the daemon starts its threads: at most two malloc arenas, and a bounded git object cache."""
+    """Before the daemon starts its threads: at most two malloc arenas, a bounded git object cache,
+    and the C YAML path only (the native parser's module would stay resident: decision 027)."""
     pygit2.settings.cache_max_size(GIT_CACHE_BYTES)
+    yamlio.native = False
     mallopt = getattr(_LIBC, "mallopt", None)
     if mallopt is not None:
         mallopt(_M_ARENA_MAX, 2)

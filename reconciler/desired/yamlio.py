@@ -44,11 +44,24 @@ try:  # the C extension is a dependency on CPython; without it every file takes 
     _CParser = importlib.import_module("_ruamel_yaml").CParser
 except ImportError:  # pragma: no cover
     _CParser = None
-_yaml_rs: Any
-try:  # a dependency where it has a wheel; without it every file takes the C parser's path
-    _yaml_rs = importlib.import_module("yaml_rs")
-except ImportError:  # pragma: no cover
-    _yaml_rs = None
+#: Whether files may be parsed by yaml_rs at all. A daemon turns it off before its first load
+#: (``daemon.footprint``): the native module costs ~5 MiB of resident memory for good, against a
+#: quarter of a second saved once at start-up; a one-shot command is the other way round.
+native = True
+
+
+@functools.cache
+def _import_yaml_rs() -> Any:
+    try:  # a dependency where it has a wheel; without it every file takes the C parser's path
+        return importlib.import_module("yaml_rs")
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def native_parser() -> Any:
+    """yaml_rs, imported on first use; ``None`` when it is turned off or has no wheel here."""
+    return _import_yaml_rs() if native else None
+
 
 #: SPEC section 7: larger files are refused unread.
 MAX_FILE_BYTES = 1024 * 1024
@@ -519,7 +532,8 @@ def _rs_load(text: str) -> Any:
     sends the file to the C path, which decides (and places any refusal). Every
     refusal therefore comes from the C path, with its position and message.
     """
-    if _yaml_rs is None or not text.isascii() or text.lstrip(" -").startswith(":"):
+    rs = native_parser()
+    if rs is None or not text.isascii() or text.lstrip(" -").startswith(":"):
         return _NOT_FAST
     for screen in _RS_SCREENS:
         if screen.search(text):
@@ -530,7 +544,7 @@ def _rs_load(text: str) -> Any:
             if line.count("{") + line.count("[") != line.count("}") + line.count("]"):
                 return _NOT_FAST
     try:
-        data = _yaml_rs.loads(text, parse_datetime=False)
+        data = rs.loads(text, parse_datetime=False)
     except Exception:  # a syntax error, a duplicate key, anything: the C path says what it is
         return _NOT_FAST
     # The schema wants a mapping; any other document takes the C path.

@@ -243,3 +243,14 @@ def _in_group(pid: int, pgid: int) -> bool:
 
 def _members(pgid: int) -> int:
     return sum(1 for p in os.listdir("/proc") if p.isdigit() and _in_group(int(p), pgid))
+
+
+def test_a_daemon_never_loads_the_native_yaml_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its module would stay resident (~5 MiB) for a quarter second saved once at start-up (decision 027)."""
+    from reconciler.daemon import footprint
+    from reconciler.desired import yamlio
+
+    monkeypatch.setattr(yamlio, "native", True)
+    footprint.limit_arenas()
+    assert yamlio.native_parser() is None
+    assert yamlio.load("a: 1\n") == {"a": 1}, "files still load, by the C path"

@@ -17,7 +17,14 @@ from reconciler.desired import yamlio
 from tests.desired.helpers import BLUEPRINT, env_yaml
 from tests.desired.test_incremental import DOCUMENTS
 
-pytestmark = pytest.mark.skipif(yamlio._yaml_rs is None, reason="yaml_rs has no wheel here")
+pytestmark = pytest.mark.skipif(yamlio.native_parser() is None, reason="yaml_rs has no wheel here")
+
+
+@pytest.fixture(autouse=True)
+def native_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On, whatever ran before (a daemon started in this process turns it off for good)."""
+    monkeypatch.setattr(yamlio, "native", True)
+
 
 TRICKY = [
     # Where YAML 1.2 (yaml_rs) and libyaml (the C path) part: each must take the C path.
@@ -59,12 +66,12 @@ TOKENS = [
 
 
 def _without_rs(text: str) -> Any:
-    saved = yamlio._yaml_rs
-    yamlio._yaml_rs = None
+    saved = yamlio.native
+    yamlio.native = False
     try:
         return yamlio.load(text)
     finally:
-        yamlio._yaml_rs = saved
+        yamlio.native = saved
 
 
 def _typed(value: Any) -> Any:
