@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.store.gitcli import git_environment, last_line
+from reconciler.store.gitcli import last_line, run_git
 
 #: A push that takes longer than this has an unknown outcome (the caller fetches to decide).
 PUSH_TIMEOUT_SECONDS = 120.0
@@ -88,9 +88,6 @@ def push_ref(
     """Move ``remote``'s ``ref`` from ``expected`` (``None``: absent) to ``commit``, or say why not."""
     lease = f"{ref}:{expected or ''}"
     argv = [
-        "git",
-        "--git-dir",
-        git_dir,
         "push",
         "--porcelain",
         "--no-verify",
@@ -99,16 +96,8 @@ def push_ref(
         f"{commit}:{ref}",
     ]
     try:
-        # Never wait on a prompt; parse git's own words, not a translation of them.
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            env=git_environment(),
-        )
+        # Never waits on a prompt; git's own words, not a translation of them (``gitcli``).
+        done = run_git(git_dir, *argv, timeout=timeout)
     except subprocess.TimeoutExpired:
         return PushResult(PushStatus.UNKNOWN, f"git push timed out after {timeout:g}s")
     except OSError as e:
