@@ -811,25 +811,30 @@ def _resolve(
         shape = _shape(phases, origins, source, cache)
 
     problems: list[Problem] = []
-    for phase, steps in shape.steps.items():
-        origin_path, origin_parsed, _ = origins[phase]
-        for i, (info, path_issues) in enumerate(steps):
-            base: Loc = ("spec", "phases", str(phase), i)
-            for loc, message in path_issues:
-                problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            if info.templates:
-                for loc, message in issues_of(info.templates, merged_vars):
+    # What the templates say depends on the steps and on which vars are declared, not on their values.
+    declared = tuple(merged_vars)
+    template_issues = shape.template_issues.get(declared)
+    if template_issues is None:
+        template_issues = shape.template_issues[declared] = _template_issues(shape, merged_vars)
+    if template_issues or shape.any_step_issue:
+        for phase, steps in shape.steps.items():
+            origin_path, origin_parsed, _ = origins[phase]
+            for i, (info, path_issues) in enumerate(steps):
+                base: Loc = ("spec", "phases", str(phase), i)
+                for loc, message in path_issues:
                     problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            if info.reapply and phase != "check":
-                problems.append(
-                    _locate(
-                        origin_parsed,
-                        origin_path,
-                        (*base, "reapply"),
-                        f"`reapply` is for check steps only; remove it from the {phase} phase",
-                        name,
+                for loc, message in template_issues.get((phase, i), ()):
+                    problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
+                if info.reapply and phase != "check":
+                    problems.append(
+                        _locate(
+                            origin_parsed,
+                            origin_path,
+                            (*base, "reapply"),
+                            f"`reapply` is for check steps only; remove it from the {phase} phase",
+                            name,
+                        )
                     )
-                )
     if problems:
         return _Resolution(tuple(problems), shape.field_refs)
     if shape.escape is not None:
@@ -848,7 +853,8 @@ def _resolve(
                 all_vars_json = hashing.canonical_json(merged_vars)
             hashes[phase] = _phase_hash(steps_json, all_vars_json, paths_json)
             continue
-        vars_json = hashing.canonical_json({k: v for k, v in merged_vars.items() if k in names})
+        read = {k: merged_vars[k] for k in names if k in merged_vars} if names else None
+        vars_json = hashing.canonical_json(read) if read else "{}"
         # Phases that read only some vars are often the same for every user of a blueprint.
         memo = (phase, vars_json)
         found = shape.hashes.get(memo)
@@ -886,8 +892,28 @@ class _Shape:
     field_refs: tuple[tuple[str, str | None], ...]
     #: Every path probed (what a resolution depended on).
     refs: tuple[tuple[str, str | None], ...]
+    #: Whether a step has a problem whatever the vars (a path, ``reapply`` outside ``check``).
+    any_step_issue: bool = False
     #: Phase hashes by (phase, vars JSON) for phases that read only some vars.
     hashes: dict[tuple[Phase, str], str] = field(default_factory=dict)
+    #: The templates' problems by the names of the vars declared (in order): per (phase, step index).
+    template_issues: dict[tuple[str, ...], dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]]] = field(
+        default_factory=dict
+    )
+
+
+def _template_issues(
+    shape: _Shape, declared: Mapping[str, Any]
+) -> dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]]:
+    """What each templated step of ``shape`` says with these vars declared (only the steps that say so)."""
+    found: dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]] = {}
+    for phase, steps in shape.steps.items():
+        for i, (info, _) in enumerate(steps):
+            if info.templates:
+                issues = issues_of(info.templates, declared)
+                if issues:
+                    found[phase, i] = issues
+    return found
 
 
 def _shape(
@@ -939,7 +965,12 @@ def _shape(
         else:
             names = vars_of([info.templates for info in infos[phase]])
         hashed[phase] = (steps_json, _paths_json(tuple(sorted(paths.items()))), names)
-    return _Shape(steps, hashed, escape, field_refs, tuple(sorted(probed.items())))
+    any_step_issue = any(
+        path_issues or (info.reapply and phase != "check")
+        for phase, phase_steps in steps.items()
+        for info, path_issues in phase_steps
+    )
+    return _Shape(steps, hashed, escape, field_refs, tuple(sorted(probed.items())), any_step_issue)
 
 
 def _merge(
