@@ -186,6 +186,10 @@ class ParseCache:
     #: Whether a cold load of many files may fork a helper for half of them (``desired/helper.py``):
     #: only for one-shot commands with a plan cache, whose process has nothing else running.
     helpers: bool = False
+    #: What the helper does with its half once it is loaded (``plan``: decide its plans), and sends.
+    share_next: Callable[[DesiredSnapshot], bytes] | None = None
+    #: The helper still to send what ``share_next`` made: whoever asked for it takes it from here.
+    helper_next: helper.Helper | None = None
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
@@ -533,10 +537,12 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     results = dict(last.results)
     added = False
     cache.last = None  # until the indexes below are consistent again
-    assistant = _start_helper(todo, blueprints, source, cache)
+    assistant = _start_helper(todo, blueprints, source, cache, commit, config)
     for stem, file_entry in todo.items():
         if assistant is not None and stem in assistant.share:
             _receive(assistant, cache)  # its half is next: take what it learned (waiting if need be)
+            if assistant.more:
+                cache.helper_next = assistant
             assistant = None
         # Replaced in place, so every kept key keeps its (sorted) place: only an addition re-sorts.
         old = results.get(stem)
@@ -596,8 +602,14 @@ def _start_helper(
     blueprints: Mapping[str, _Blueprint],
     source: TreeSource,
     cache: ParseCache,
+    commit: str | None,
+    config: ConfigFile,
 ) -> helper.Helper | None:
-    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many."""
+    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many.
+
+    With ``cache.share_next`` it then hands that half, as a snapshot of its own, to it (``plan``
+    decides its plans there) and sends what it returns: a second message, for ``cache.helper_next``.
+    """
     disk = cache.disk
     if disk is None or not cache.helpers or len(todo) < helper.MIN_FILES:
         return None
@@ -607,17 +619,35 @@ def _start_helper(
     if unknown < helper.MIN_FILES // 2:  # a warm cache: the helper would only validate what is kept
         return None
 
+    loaded: dict[str, _EnvResult] = {}
+
     def work() -> bytes:
         for stem in share:
             entry = todo[stem]
             if entry is not None:
                 try:
-                    _load_environment(stem, entry, blueprints, source, cache)
+                    loaded[stem] = _load_environment(stem, entry, blueprints, source, cache)
                 except Exception:  # noqa: S112 (the parent loads it, and reports why)
                     continue
         return disk.learned()
 
-    return helper.start(share, work)
+    share_next = cache.share_next
+
+    def then() -> bytes:
+        # Its half alone: ``dependsOn`` across the halves is checked by the parent, which
+        # uses what this decides only where that is what it would decide itself.
+        assert share_next is not None
+        environments = {n: r.result for n, r in loaded.items() if isinstance(r.result, ResolvedEnvironment)}
+        broken = {n: r.result for n, r in loaded.items() if not isinstance(r.result, ResolvedEnvironment)}
+        half = DesiredSnapshot(
+            commit=commit,
+            config=config,
+            environments=MappingProxyType(environments),
+            broken=MappingProxyType(broken),
+        )
+        return share_next(half)
+
+    return helper.start(share, work) if share_next is None else helper.start(share, work, then)
 
 
 def _receive(assistant: helper.Helper, cache: ParseCache) -> None:

@@ -244,7 +244,9 @@ class PlanCache:
         # A run that planned nothing (``validate``) leaves the plans the last ``plan`` kept.
         plans = self._used_plans or self._plans
         try:
-            payload = marshal.dumps((self._fingerprint, _plain_docs(self._used_docs), self._used_resolved, plans))
+            payload = marshal.dumps(
+                (self._fingerprint, _plain_docs(self._used_docs), self._used_resolved, plans)
+            )
             data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)

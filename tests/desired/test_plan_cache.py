@@ -165,7 +165,6 @@ def test_labels_survive_a_warm_load(tmp_path: Path) -> None:
     assert dict(warm.environments["api"].labels) == dict(cold.environments["api"].labels) == {"team": "shop"}
 
 
-
 def test_a_document_marshal_cannot_hold_is_left_out_and_the_others_are_kept(tmp_path: Path) -> None:
     # No document the schemas accept holds a date today; if one did, the cache would still be written.
     cache = PlanCache(tmp_path / CACHE_FILE)
