@@ -177,6 +177,11 @@ def decode(data: bytes) -> str | YamlIssue:
         )
 
 
+def _maybe_alias(text: str) -> bool:
+    """Whether the text may hold an alias (``*name``); most files have no ``*`` at all (a C scan)."""
+    return "*" in text and _MAYBE_ALIAS.search(text) is not None
+
+
 def _may_be_deep(text: str) -> bool:
     """Whether the document might nest deep enough to hurt the C parser (cheap; false alarms are fine)."""
     return text.count("[") + text.count("{") > _FLOW_OPENERS or _DEEP_BLOCK.search(text) is not None
@@ -599,7 +604,7 @@ def load(text: str) -> Any | YamlIssue:
     """Parse one YAML document with the C parser, or say where and why it is refused."""
     try:
         deep = _may_be_deep(text)
-        if not deep and not _MAYBE_ALIAS.search(text):
+        if not deep and not _maybe_alias(text):
             fast = _rs_load(text)
             if fast is not _NOT_FAST:
                 return fast
@@ -666,7 +671,7 @@ def locate(text: str, loc: Sequence[str | int], *, key: bool = False) -> tuple[i
 @functools.lru_cache(maxsize=8)
 def _composed(text: str) -> Any:
     """The C composer's nodes of ``text``, or ``None`` when the round-trip loader must locate."""
-    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _MAYBE_ALIAS.search(text):
+    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _maybe_alias(text):
         return None
     if "&" in text or "<<" in text:  # anchors and merge keys: the round-trip loader's business
         return None

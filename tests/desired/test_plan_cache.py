@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from reconciler.desired import yamlio
 from reconciler.desired.loader import ParseCache, load_snapshot
-from reconciler.desired.plancache import CACHE_DIR, CACHE_FILE
+from reconciler.desired.plancache import CACHE_DIR, CACHE_FILE, PlanCache
 from tests.desired.helpers import commit, env_yaml, make_repo, messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +163,14 @@ def test_labels_survive_a_warm_load(tmp_path: Path) -> None:
     warm, cache = warm_load(repo)
     assert all(parsed.text is None for parsed in cache.parsed.values())  # it did come from the cache
     assert dict(warm.environments["api"].labels) == dict(cold.environments["api"].labels) == {"team": "shop"}
+
+
+def test_a_document_marshal_cannot_hold_is_left_out_and_the_others_are_kept(tmp_path: Path) -> None:
+    # No document the schemas accept holds a date today; if one did, the cache would still be written.
+    cache = PlanCache(tmp_path / CACHE_FILE)
+    cache.keep_document("environment", "a" * 40, {"kind": "Environment", "n": 1})
+    cache.keep_document("environment", "b" * 40, {"kind": "Environment", "since": datetime.date(2026, 12, 5)})
+    cache.save()
+    again = PlanCache(tmp_path / CACHE_FILE)
+    assert again.document("environment", "a" * 40) == {"kind": "Environment", "n": 1}
+    assert again.document("environment", "b" * 40) is None
