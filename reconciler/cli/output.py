@@ -74,6 +74,12 @@ def json_requested(args: Sequence[str] | None = None) -> bool:
     return False
 
 
+def write_text(text: str) -> None:
+    """``text`` to stdout as it is: ``typer.echo`` would look for colour codes to strip in all of a
+    plan's megabyte at 10,000 environments (~7 ms), where a report never has any."""
+    sys.stdout.write(text)
+
+
 def write_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
