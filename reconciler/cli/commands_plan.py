@@ -31,7 +31,7 @@ from reconciler.cli.options import (
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail
+from reconciler.cli.output import err, fail, write_text
 from reconciler.cli.plan_changes import input_changes
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
@@ -121,7 +121,7 @@ def plan_command(
         if chosen is not None and not report.environments:
             err.print(nothing_selected(chosen), markup=False)
         renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
-        typer.echo(renderers.get(output, render_text)(report), nl=False)
+        write_text(renderers.get(output, render_text)(report))
     if report.has_errors:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and report.has_changes:
