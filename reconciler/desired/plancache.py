@@ -52,6 +52,7 @@ _DECIDING = (
     "planner/suspension",
     "planner/model",
     "store/git",
+    "store/loose",
     "cli/kept_plans",
 )
 
