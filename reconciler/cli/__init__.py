@@ -1,4 +1,5 @@
-"""The ``reconcile`` command line (typer). Each command group lives in its own module."""
+"""The ``reconcile`` command line (typer). Each command group lives in its own module, imported
+only when one of its commands runs (``cli/app.py``, decision 029)."""
 
 from __future__ import annotations
 
@@ -47,24 +48,6 @@ def _root(
         logfmt.configure(level, log_format)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-
-
-def _register() -> None:
-    # Each module adds its commands to ``app`` on import.
-    from reconciler.cli import (  # noqa: F401
-        commands_check,
-        commands_daemon,
-        commands_desired,
-        commands_log,
-        commands_meta,
-        commands_plan,
-        commands_serve,
-        commands_state,
-        commands_suspend,
-    )
-
-
-_register()
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ is the pull-request view: what merging the revision over the base changes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated
@@ -30,7 +31,7 @@ from reconciler.cli.options import (
     parse_selector_option,
     signers_path,
 )
-from reconciler.cli.output import err, fail
+from reconciler.cli.output import err, fail, write_text
 from reconciler.cli.plan_changes import input_changes
 from reconciler.desired.loader import (
     ENVIRONMENTS_DIR,
@@ -120,7 +121,7 @@ def plan_command(
         if chosen is not None and not report.environments:
             err.print(nothing_selected(chosen), markup=False)
         renderers = {PlanFormat.JSON: render_json, PlanFormat.MARKDOWN: render_markdown}
-        typer.echo(renderers.get(output, render_text)(report), nl=False)
+        write_text(renderers.get(output, render_text)(report))
     if report.has_errors:
         raise typer.Exit(EXIT_FAILURE)
     if detailed_exitcode and report.has_changes:
@@ -148,6 +149,9 @@ def make_report(
     except TrustSetupError as e:
         raise PlanError(str(e)) from e
     cache = ParseCache.kept_in(repo)
+    if base is None:
+        # A cold load's helper goes on to decide the plans of its half (decision 026).
+        cache.share_next = _decider(repo, repo_path, cache, now)
     verification: Verification | None = None
     try:
         if worktree:
@@ -211,18 +215,10 @@ def _plan_loaded(
     state_ref = _state_ref(repo, config.state_ref, config.remote)
     tree = _observed(repo_path, state_ref)
     observed = ObservedView(tree)
-    kept = DiskKeptPlans(cache.disk, tree) if cache.disk is not None else None
+    kept = DiskKeptPlans(cache.disk, tree, cache.helper_next) if cache.disk is not None else None
+    cache.helper_next = None
     prune = config.prune
-
-    def stale(lock: Lock) -> bool:
-        return is_stale(lock, now)
-
-    definitions = ParseCache()
-
-    def protected_before(env: AnyEnvironment) -> bool:
-        last = definition_at(repo, env.desired_commit, env.name, cache=definitions)
-        return last is not None and last.spec.protected
-
+    stale, protected_before = _plan_inputs(repo, now)
     if kept is not None and cache.helpers:
         kept.share_with_helper(
             snapshot, observed, now=now, prune=prune, lock_stale=stale, protected_before=protected_before
@@ -271,6 +267,45 @@ def _plan_loaded(
         verification=verification,
         input_changes=why,
     )
+
+
+def _plan_inputs(
+    repo: pygit2.Repository, now: datetime
+) -> tuple[Callable[[Lock], bool], Callable[[AnyEnvironment], bool]]:
+    """Whether a lock is stale, and whether a gone environment was last applied from a protected file."""
+
+    def stale(lock: Lock) -> bool:
+        return is_stale(lock, now)
+
+    definitions = ParseCache()
+
+    def protected_before(env: AnyEnvironment) -> bool:
+        last = definition_at(repo, env.desired_commit, env.name, cache=definitions)
+        return last is not None and last.spec.protected
+
+    return stale, protected_before
+
+
+def _decider(
+    repo: pygit2.Repository, repo_path: Path, cache: ParseCache, now: datetime
+) -> Callable[[DesiredSnapshot], bytes]:
+    """What a load helper does with its half once loaded: decide its plans, as ``_plan_loaded`` would."""
+
+    def decide(half: DesiredSnapshot) -> bytes:
+        if cache.disk is None or half.config_refused is not None:
+            return b""
+        tree = _observed(repo_path, _state_ref(repo, half.config.state_ref, half.config.remote))
+        stale, protected_before = _plan_inputs(repo, now)
+        return DiskKeptPlans(cache.disk, tree).decide(
+            half,
+            ObservedView(tree),
+            now=now,
+            prune=half.config.prune,
+            lock_stale=stale,
+            protected_before=protected_before,
+        )
+
+    return decide
 
 
 def _selected(selector: Selector, snapshot: DesiredSnapshot, before: DesiredSnapshot | None) -> set[str]:

@@ -65,13 +65,14 @@ class _Only(Mapping[str, AnyEnvironment | Unreadable]):
 class DiskKeptPlans:
     """``planner.plan.KeptPlans`` in the plan cache: one entry per environment, the latest plan."""
 
-    def __init__(self, disk: PlanCache, tree: StateTree) -> None:
+    def __init__(self, disk: PlanCache, tree: StateTree, helper_next: helper.Helper | None = None) -> None:
         self._disk = disk
         self._tree = tree
         #: Kept actions and verdicts, rebuilt once each: most plans share them.
         self._actions: dict[Any, tuple[Action, ...]] = {}
-        #: A forked process deciding part of a cold plan (``share_with_helper``).
-        self._helper: helper.Helper | None = None
+        #: A forked process deciding part of a cold plan: the load's helper (``decide``), whose
+        #: next message is its half's plans, or one of its own (``share_with_helper``).
+        self._helper = helper_next
 
     def share_with_helper(
         self,
@@ -91,7 +92,7 @@ class DiskKeptPlans:
         process computes, so a plan that depends on the other half is decided here.
         """
         names = sorted(snapshot.names | frozenset(observed))
-        if len(names) < helper.MIN_FILES or self._disk.has_plans():
+        if self._helper is not None or len(names) < helper.MIN_FILES or self._disk.has_plans():
             return
         share = frozenset(names[len(names) // 2 :])
 
@@ -102,18 +103,33 @@ class DiskKeptPlans:
                 environments=MappingProxyType({n: e for n, e in snapshot.environments.items() if n in share}),
                 broken=MappingProxyType({n: p for n, p in snapshot.broken.items() if n in share}),
             )
-            plan_all(
-                half,
-                _Only(observed, share),
-                now=now,
-                prune=prune,
-                lock_stale=lock_stale,
-                protected_before=protected_before,
-                kept=self,
+            return self.decide(
+                half, observed, now=now, prune=prune, lock_stale=lock_stale, protected_before=protected_before
             )
-            return self._disk.learned_plans()
 
         self._helper = helper.start(share, work)
+
+    def decide(
+        self,
+        half: DesiredSnapshot,
+        observed: Mapping[str, AnyEnvironment | Unreadable],
+        *,
+        now: datetime,
+        prune: bool,
+        lock_stale: Callable[[Lock], bool],
+        protected_before: Callable[[AnyEnvironment], bool] | None,
+    ) -> bytes:
+        """In a helper: the plans of its half (``half``'s names), decided alone, for ``merge_plans``."""
+        plan_all(
+            half,
+            _Only(observed, half.names),
+            now=now,
+            prune=prune,
+            lock_stale=lock_stale,
+            protected_before=protected_before,
+            kept=self,
+        )
+        return self._disk.learned_plans()
 
     def finish(self) -> None:
         """Stop a helper whose plans were never asked for (its half was all refused files, say)."""

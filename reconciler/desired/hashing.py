@@ -48,7 +48,11 @@ def canonical_json(value: Any) -> str:
     # A flat mapping of scalars under string keys (most vars) is already plain: encode it as it is.
     if type(value) is not dict or not all(type(k) is str and type(v) in _SCALARS for k, v in value.items()):
         value = plain(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
+
+
+#: ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)``, built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _run_words(run: str) -> list[str]:

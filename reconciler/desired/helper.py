@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import select
+import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -29,45 +31,65 @@ PATIENCE_SECONDS = 60.0
 
 
 class Helper:
-    """A child process computing plan-cache entries; ``receive`` reads them once, then reaps it."""
+    """A child process computing plan-cache entries; each ``receive`` takes its next message.
 
-    def __init__(self, pid: int, fd: int, share: frozenset[str]) -> None:
+    The child writes each message into a file shared with the parent (in memory where the system
+    has ``memfd_create``) and says on a pipe only where it is, so it never waits for the parent to
+    read: it goes on with its next stage while the parent is still busy with its own half.
+    """
+
+    def __init__(self, pid: int, fd: int, data: int, share: frozenset[str], messages: int = 1) -> None:
         self.pid = pid
         self.share = share
         self._fd = fd
+        self._data = data
+        self._pending = b""
+        self._left = messages
         self._done = False
 
+    @property
+    def more(self) -> bool:
+        """Whether a message is still to come (the child is not known to be done or gone)."""
+        return not self._done and self._left > 0
+
     def receive(self) -> bytes | None:
-        """The child's payload (``None`` if it failed); waits for it, at most ``PATIENCE_SECONDS``."""
-        if self._done:
+        """The child's next message (``None`` if it failed); waits for it, at most ``PATIENCE_SECONDS``."""
+        if not self.more:
             return None
-        self._done = True
-        chunks: list[bytes] = []
         deadline = time.monotonic() + PATIENCE_SECONDS
-        complete = False
+        while len(self._pending) < _NOTICE.size:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                logger.debug("load helper %d too slow: doing its share here", self.pid)
+                self._close(kill=True)
+                return None
+            chunk = os.read(self._fd, 4096)
+            if not chunk:  # it ended (or died) before saying this message was written
+                self._close(kill=True)
+                return None
+            self._pending += chunk
+        offset, size = _NOTICE.unpack(self._pending[: _NOTICE.size])
+        self._pending = self._pending[_NOTICE.size :]
+        self._left -= 1
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self._fd], [], [], left)[0]:
-                    logger.debug("load helper %d too slow: doing its share here", self.pid)
-                    break
-                chunk = os.read(self._fd, 1 << 20)
-                if not chunk:
-                    complete = True
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(self._fd)
-            succeeded = self._reap(kill=not complete)
-        payload = b"".join(chunks)
-        return payload if complete and succeeded and payload else None
+            payload = os.pread(self._data, size, offset) if size else b""
+        except OSError:
+            payload = b""
+        if self._left == 0:
+            self._close(kill=False)
+        return payload if len(payload) == size and payload else None
 
     def cancel(self) -> None:
         """Stop waiting for it: its work is not needed (or no longer wanted)."""
-        if not self._done:
-            self._done = True
-            os.close(self._fd)
-            self._reap(kill=True)
+        self._close(kill=True)
+
+    def _close(self, *, kill: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        os.close(self._fd)
+        os.close(self._data)
+        self._reap(kill=kill)
 
     def _reap(self, *, kill: bool) -> bool:
         """Whether the child exited with 0 (it is killed first when it is not done)."""
@@ -77,6 +99,10 @@ class Helper:
             return os.waitpid(self.pid, 0)[1] == 0
         except (ChildProcessError, ProcessLookupError):  # already reaped (a caller's SIGCHLD handling)
             return False
+
+
+#: On the pipe, per message: where the child wrote it in the shared file, and its size.
+_NOTICE = struct.Struct("<QQ")
 
 
 #: ``never``: no helper; ``always``: a helper whenever one is safe, however busy the machine is.
@@ -103,32 +129,64 @@ def spare_core() -> bool:
         return True
 
 
-def start(share: Collection[str], work: Callable[[], bytes]) -> Helper | None:
-    """Fork a child that runs ``work`` and sends its result; ``None`` when no helper can be had."""
+def start(
+    share: Collection[str], work: Callable[[], bytes], then: Callable[[], bytes] | None = None
+) -> Helper | None:
+    """Fork a child that runs ``work`` and sends its result, then (if given) ``then`` and sends that.
+
+    ``None`` when no helper can be had.
+    """
     if not can_fork() or not spare_core():
+        return None
+    try:
+        data = _shared_file()
+    except OSError:
         return None
     try:
         read_fd, write_fd = os.pipe()
     except OSError:
+        os.close(data)
         return None
     try:
         pid = os.fork()
     except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
+        for fd in (read_fd, write_fd, data):
+            os.close(fd)
         return None
     if pid == 0:  # the child: never returns, never runs the parent's exit handlers or flushes its streams
         code = 1
         try:
             os.close(read_fd)
-            payload = work()
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_fd, view) :]
+            offset = 0
+            for stage in (work, then):
+                if stage is None:
+                    continue
+                payload = stage()
+                view = memoryview(payload)
+                written = 0
+                while written < len(view):
+                    written += os.pwrite(data, view[written:], offset + written)
+                notice = memoryview(_NOTICE.pack(offset, len(payload)))
+                while notice:
+                    notice = notice[os.write(write_fd, notice) :]
+                offset += len(payload)
             code = 0
         except BaseException:  # noqa: S110 (the parent does the work itself)
             pass
         finally:
             os._exit(code)
     os.close(write_fd)
-    return Helper(pid, read_fd, frozenset(share))
+    return Helper(pid, read_fd, data, frozenset(share), messages=2 if then is not None else 1)
+
+
+def _shared_file() -> int:
+    """A file both processes reach through one descriptor: in memory, or an unlinked temporary file."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return os.memfd_create("reconcile-helper", os.MFD_CLOEXEC)
+        except OSError:
+            pass
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 (its descriptor outlives the object)
+    fd = os.dup(handle.fileno())
+    handle.close()
+    return fd

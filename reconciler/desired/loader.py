@@ -39,7 +39,13 @@ from reconciler.desired.models import (
     state_ref_refusal,
 )
 from reconciler.desired.plancache import PlanCache
-from reconciler.desired.resolved import DesiredSnapshot, PhaseOrCheck, Problem, ResolvedEnvironment
+from reconciler.desired.resolved import (
+    DeferredEnvironment,
+    DesiredSnapshot,
+    PhaseOrCheck,
+    Problem,
+    ResolvedEnvironment,
+)
 from reconciler.desired.sources import (
     FileEntry,
     GitTreeSource,
@@ -186,6 +192,10 @@ class ParseCache:
     #: Whether a cold load of many files may fork a helper for half of them (``desired/helper.py``):
     #: only for one-shot commands with a plan cache, whose process has nothing else running.
     helpers: bool = False
+    #: What the helper does with its half once it is loaded (``plan``: decide its plans), and sends.
+    share_next: Callable[[DesiredSnapshot], bytes] | None = None
+    #: The helper still to send what ``share_next`` made: whoever asked for it takes it from here.
+    helper_next: helper.Helper | None = None
 
     def parse(self, kind: str, blob_id: str, data: Callable[[], bytes], model: type[M]) -> _Parsed:
         key = (kind, blob_id)
@@ -533,10 +543,12 @@ def _load(source: TreeSource, commit: str | None, cache: ParseCache) -> DesiredS
     results = dict(last.results)
     added = False
     cache.last = None  # until the indexes below are consistent again
-    assistant = _start_helper(todo, blueprints, source, cache)
+    assistant = _start_helper(todo, blueprints, source, cache, commit, config)
     for stem, file_entry in todo.items():
         if assistant is not None and stem in assistant.share:
             _receive(assistant, cache)  # its half is next: take what it learned (waiting if need be)
+            if assistant.more:
+                cache.helper_next = assistant
             assistant = None
         # Replaced in place, so every kept key keeps its (sorted) place: only an addition re-sorts.
         old = results.get(stem)
@@ -596,8 +608,14 @@ def _start_helper(
     blueprints: Mapping[str, _Blueprint],
     source: TreeSource,
     cache: ParseCache,
+    commit: str | None,
+    config: ConfigFile,
 ) -> helper.Helper | None:
-    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many."""
+    """A forked child loading the second half of ``todo`` into the plan cache, for a cold load of many.
+
+    With ``cache.share_next`` it then hands that half, as a snapshot of its own, to it (``plan``
+    decides its plans there) and sends what it returns: a second message, for ``cache.helper_next``.
+    """
     disk = cache.disk
     if disk is None or not cache.helpers or len(todo) < helper.MIN_FILES:
         return None
@@ -607,17 +625,35 @@ def _start_helper(
     if unknown < helper.MIN_FILES // 2:  # a warm cache: the helper would only validate what is kept
         return None
 
+    loaded: dict[str, _EnvResult] = {}
+
     def work() -> bytes:
         for stem in share:
             entry = todo[stem]
             if entry is not None:
                 try:
-                    _load_environment(stem, entry, blueprints, source, cache)
+                    loaded[stem] = _load_environment(stem, entry, blueprints, source, cache)
                 except Exception:  # noqa: S112 (the parent loads it, and reports why)
                     continue
         return disk.learned()
 
-    return helper.start(share, work)
+    share_next = cache.share_next
+
+    def then() -> bytes:
+        # Its half alone: ``dependsOn`` across the halves is checked by the parent, which
+        # uses what this decides only where that is what it would decide itself.
+        assert share_next is not None
+        environments = {n: r.result for n, r in loaded.items() if isinstance(r.result, ResolvedEnvironment)}
+        broken = {n: r.result for n, r in loaded.items() if not isinstance(r.result, ResolvedEnvironment)}
+        half = DesiredSnapshot(
+            commit=commit,
+            config=config,
+            environments=MappingProxyType(environments),
+            broken=MappingProxyType(broken),
+        )
+        return share_next(half)
+
+    return helper.start(share, work) if share_next is None else helper.start(share, work, then)
 
 
 def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
@@ -627,7 +663,7 @@ def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
 
 
 def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
-    if isinstance(outcome.result, ResolvedEnvironment) and outcome.result.spec.depends_on:
+    if isinstance(outcome.result, ResolvedEnvironment) and outcome.result.depends_on:
         last.depending.add(stem)
     if outcome.blueprint is not None:
         last.blueprint_users.setdefault(outcome.blueprint, set()).add(stem)
@@ -672,6 +708,9 @@ def _load_environment(
         return _EnvResult(
             entry, None, None, (Problem(path, 1, 1, "an environment file may not be a symlink", stem),), ()
         )
+    deferred = _deferred(stem, path, entry, blueprints, source, cache)
+    if deferred is not None:
+        return deferred
     parsed = cache.parse("environment", entry.blob_id, _reader(source, path, entry), EnvironmentFile)
     if not isinstance(parsed.model, EnvironmentFile):
         return _EnvResult(entry, parsed, None, _problems(parsed, path, stem), ())
@@ -697,6 +736,84 @@ def _load_environment(
         more = hit.result if isinstance(hit.result, tuple) else ()
         return _EnvResult(entry, parsed, name, (mismatch, *more), hit.refs)
     return _EnvResult(entry, parsed, name, hit.result, hit.refs)
+
+
+def _deferred(
+    stem: str,
+    path: str,
+    entry: FileEntry,
+    blueprints: Mapping[str, _Blueprint],
+    source: TreeSource,
+    cache: ParseCache,
+) -> _EnvResult | None:
+    """The environment from what the plan cache kept for this very file, its schema run only on use.
+
+    Only for the common case: a document whose ``metadata.name`` is its stem, whose
+    blueprint (if any) is valid, whose resolution was kept for the same blueprint blob and
+    whose every probed path still has the id it had. Anything else goes the way of a file
+    read (and validated) now. The document was validated by the same code when it was kept
+    (the cache is keyed by the code's fingerprint), so the values read here without the
+    schema are the ones it gives, and building it later cannot fail but on a damaged cache.
+    """
+    disk = cache.disk
+    if disk is None or not disk.knows(entry.blob_id):
+        return None
+    document = disk.document("environment", entry.blob_id)
+    if type(document) is not dict:
+        return None
+    metadata, spec = document.get("metadata"), document.get("spec")
+    if type(metadata) is not dict or type(spec) is not dict or metadata.get("name") != stem:
+        return None
+    name = spec.get("blueprint")
+    depends = spec.get("dependsOn", [])
+    if "depends_on" in spec or (name is not None and type(name) is not str) or type(depends) is not list:
+        return None
+    if not all(type(dep) is str for dep in depends):
+        return None
+    blueprint = blueprints.get(name) if name else None
+    if name and (blueprint is None or blueprint.model is None):
+        return None
+    kept = disk.resolution(stem, entry.blob_id, blueprint.blob_id if blueprint else name)
+    if kept is None:
+        return None
+    try:
+        hashes_kept, refs = kept
+        if not _refs_unchanged(refs, source, cache):
+            return None
+        hashes = MappingProxyType({_PHASE_NAMED[phase]: value for phase, value in hashes_kept})
+    except Exception:  # a damaged entry: the file is loaded as if nothing were kept
+        return None
+    read = _reader(source, path, entry)
+
+    def build() -> ResolvedEnvironment:
+        try:
+            env = EnvironmentFile.model_validate(document)
+        except Exception as e:
+            raise RuntimeError(
+                f"{path}: the plan cache's copy of this file no longer passes its schema; "
+                f"remove {disk.path} (it is only a cache) and run again"
+            ) from e
+        phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
+        return ResolvedEnvironment(
+            name=stem,
+            path=path,
+            spec=env.spec,
+            vars=MappingProxyType(merged_vars),
+            phases=MappingProxyType(phases),
+            phase_hashes=hashes,
+            blob_id=entry.blob_id,
+            labels=MappingProxyType(dict(env.metadata.labels)),
+        )
+
+    deferred = DeferredEnvironment(
+        name=stem,
+        path=path,
+        blob_id=entry.blob_id,
+        phase_hashes=hashes,
+        depends_on=tuple(depends),
+        build=build,
+    )
+    return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
 
 
 def _resolve_from_disk(
@@ -811,25 +928,30 @@ def _resolve(
         shape = _shape(phases, origins, source, cache)
 
     problems: list[Problem] = []
-    for phase, steps in shape.steps.items():
-        origin_path, origin_parsed, _ = origins[phase]
-        for i, (info, path_issues) in enumerate(steps):
-            base: Loc = ("spec", "phases", str(phase), i)
-            for loc, message in path_issues:
-                problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            if info.templates:
-                for loc, message in issues_of(info.templates, merged_vars):
+    # What the templates say depends on the steps and on which vars are declared, not on their values.
+    declared = tuple(merged_vars)
+    template_issues = shape.template_issues.get(declared)
+    if template_issues is None:
+        template_issues = shape.template_issues[declared] = _template_issues(shape, merged_vars)
+    if template_issues or shape.any_step_issue:
+        for phase, steps in shape.steps.items():
+            origin_path, origin_parsed, _ = origins[phase]
+            for i, (info, path_issues) in enumerate(steps):
+                base: Loc = ("spec", "phases", str(phase), i)
+                for loc, message in path_issues:
                     problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
-            if info.reapply and phase != "check":
-                problems.append(
-                    _locate(
-                        origin_parsed,
-                        origin_path,
-                        (*base, "reapply"),
-                        f"`reapply` is for check steps only; remove it from the {phase} phase",
-                        name,
+                for loc, message in template_issues.get((phase, i), ()):
+                    problems.append(_locate(origin_parsed, origin_path, base + loc, message, name))
+                if info.reapply and phase != "check":
+                    problems.append(
+                        _locate(
+                            origin_parsed,
+                            origin_path,
+                            (*base, "reapply"),
+                            f"`reapply` is for check steps only; remove it from the {phase} phase",
+                            name,
+                        )
                     )
-                )
     if problems:
         return _Resolution(tuple(problems), shape.field_refs)
     if shape.escape is not None:
@@ -848,7 +970,8 @@ def _resolve(
                 all_vars_json = hashing.canonical_json(merged_vars)
             hashes[phase] = _phase_hash(steps_json, all_vars_json, paths_json)
             continue
-        vars_json = hashing.canonical_json({k: v for k, v in merged_vars.items() if k in names})
+        read = {k: merged_vars[k] for k in names if k in merged_vars} if names else None
+        vars_json = hashing.canonical_json(read) if read else "{}"
         # Phases that read only some vars are often the same for every user of a blueprint.
         memo = (phase, vars_json)
         found = shape.hashes.get(memo)
@@ -886,8 +1009,28 @@ class _Shape:
     field_refs: tuple[tuple[str, str | None], ...]
     #: Every path probed (what a resolution depended on).
     refs: tuple[tuple[str, str | None], ...]
+    #: Whether a step has a problem whatever the vars (a path, ``reapply`` outside ``check``).
+    any_step_issue: bool = False
     #: Phase hashes by (phase, vars JSON) for phases that read only some vars.
     hashes: dict[tuple[Phase, str], str] = field(default_factory=dict)
+    #: The templates' problems by the names of the vars declared (in order): per (phase, step index).
+    template_issues: dict[tuple[str, ...], dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]]] = field(
+        default_factory=dict
+    )
+
+
+def _template_issues(
+    shape: _Shape, declared: Mapping[str, Any]
+) -> dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]]:
+    """What each templated step of ``shape`` says with these vars declared (only the steps that say so)."""
+    found: dict[tuple[PhaseOrCheck, int], list[tuple[Loc, str]]] = {}
+    for phase, steps in shape.steps.items():
+        for i, (info, _) in enumerate(steps):
+            if info.templates:
+                issues = issues_of(info.templates, declared)
+                if issues:
+                    found[phase, i] = issues
+    return found
 
 
 def _shape(
@@ -939,7 +1082,12 @@ def _shape(
         else:
             names = vars_of([info.templates for info in infos[phase]])
         hashed[phase] = (steps_json, _paths_json(tuple(sorted(paths.items()))), names)
-    return _Shape(steps, hashed, escape, field_refs, tuple(sorted(probed.items())))
+    any_step_issue = any(
+        path_issues or (info.reapply and phase != "check")
+        for phase, phase_steps in steps.items()
+        for info, path_issues in phase_steps
+    )
+    return _Shape(steps, hashed, escape, field_refs, tuple(sorted(probed.items())), any_step_issue)
 
 
 def _merge(
@@ -1069,7 +1217,7 @@ def _dependency_problems(
                     )
                 )
     if depending is None:
-        dependent = [name for name, env in environments.items() if env.spec.depends_on]
+        dependent = [name for name, env in environments.items() if env.depends_on]
     else:  # the load's index: the same names, without a pass over the fleet
         dependent = sorted(name for name in depending if name in environments)
     if not dependent:

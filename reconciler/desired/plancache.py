@@ -139,11 +139,8 @@ class PlanCache:
         return f"{kind}:{blob_id}" in self._docs
 
     def keep_document(self, kind: str, blob_id: str, document: Document) -> None:
+        # A value marshal cannot hold (a date) is found when the documents are written (``_plain_docs``).
         key = f"{kind}:{blob_id}"
-        try:
-            marshal.dumps(document)
-        except ValueError:  # a value marshal cannot hold (a date): that file is parsed every time
-            return
         self._used_docs[key] = document
         if key not in self._docs:
             self._docs[key] = document
@@ -194,7 +191,7 @@ class PlanCache:
 
     def learned(self) -> bytes:
         """What this process used or learned, for the process that forked it to ``merge``."""
-        return marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved))
+        return marshal.dumps((self._fingerprint, _plain_docs(self._used_docs), self._used_resolved))
 
     def merge(self, payload: bytes) -> None:
         """Entries a forked helper ``learned``: used like entries read from the file (checked on use)."""
@@ -248,7 +245,9 @@ class PlanCache:
         # A run that planned nothing (``validate``) leaves the plans the last ``plan`` kept.
         plans = self._used_plans or self._plans
         try:
-            payload = marshal.dumps((self._fingerprint, self._used_docs, self._used_resolved, plans))
+            payload = marshal.dumps(
+                (self._fingerprint, _plain_docs(self._used_docs), self._used_resolved, plans)
+            )
             data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)
@@ -261,3 +260,19 @@ class PlanCache:
                 raise
         except (OSError, ValueError) as e:  # a read-only git dir, a full disk: the next run parses again
             logger.debug("plan cache %s not written: %s", self.path, e)
+
+
+def _plain_docs(docs: dict[str, Document]) -> dict[str, Document]:
+    """``docs`` without the documents marshal cannot hold (a date: that file is parsed every time)."""
+    try:
+        marshal.dumps(docs)
+    except ValueError:
+        plain: dict[str, Document] = {}
+        for key, document in docs.items():
+            try:
+                marshal.dumps(document)
+            except ValueError:
+                continue
+            plain[key] = document
+        return plain
+    return docs

@@ -177,6 +177,11 @@ def decode(data: bytes) -> str | YamlIssue:
         )
 
 
+def _maybe_alias(text: str) -> bool:
+    """Whether the text may hold an alias (``*name``); most files have no ``*`` at all (a C scan)."""
+    return "*" in text and _MAYBE_ALIAS.search(text) is not None
+
+
 def _may_be_deep(text: str) -> bool:
     """Whether the document might nest deep enough to hurt the C parser (cheap; false alarms are fine)."""
     return text.count("[") + text.count("{") > _FLOW_OPENERS or _DEEP_BLOCK.search(text) is not None
@@ -552,24 +557,29 @@ def _rs_load(text: str) -> Any:
 
 
 def _rs_plain(collection: Any, depth: int) -> bool:
-    """Whether every key and value under ``collection`` is what the C path builds, within bounds."""
+    """Whether every key and value under ``collection`` is what the C path builds, within bounds.
+
+    ``_rs_scalar`` inlined for the common values (a known string, a small int): this walk
+    runs over every value of every file the native parser reads.
+    """
     if depth > MAX_DEPTH:
         return False
+    known = _STR_MEMO
+    values = collection.values() if type(collection) is dict else collection
     if type(collection) is dict:
-        for key, value in collection.items():
-            if not _rs_scalar(key):
+        for key in collection:
+            if (type(key) is not str or known.get(key) is not True) and not _rs_scalar(key):
                 return False
-            kind = type(value)
-            if kind is dict or kind is list:
-                if not _rs_plain(value, depth + 1):
-                    return False
-            elif not _rs_scalar(value):
-                return False
-        return True
-    for value in collection:
+    for value in values:
         kind = type(value)
-        if kind is dict or kind is list:
+        if kind is str:
+            if known.get(value) is not True and not _rs_scalar(value):
+                return False
+        elif kind is dict or kind is list:
             if not _rs_plain(value, depth + 1):
+                return False
+        elif kind is int:
+            if not INT_MIN <= value <= INT_MAX:
                 return False
         elif not _rs_scalar(value):
             return False
@@ -599,7 +609,7 @@ def load(text: str) -> Any | YamlIssue:
     """Parse one YAML document with the C parser, or say where and why it is refused."""
     try:
         deep = _may_be_deep(text)
-        if not deep and not _MAYBE_ALIAS.search(text):
+        if not deep and not _maybe_alias(text):
             fast = _rs_load(text)
             if fast is not _NOT_FAST:
                 return fast
@@ -666,7 +676,7 @@ def locate(text: str, loc: Sequence[str | int], *, key: bool = False) -> tuple[i
 @functools.lru_cache(maxsize=8)
 def _composed(text: str) -> Any:
     """The C composer's nodes of ``text``, or ``None`` when the round-trip loader must locate."""
-    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _MAYBE_ALIAS.search(text):
+    if _CParser is None or _DIRECTIVE.search(text) or _may_be_deep(text) or _maybe_alias(text):
         return None
     if "&" in text or "<<" in text:  # anchors and merge keys: the round-trip loader's business
         return None

@@ -458,7 +458,7 @@ def plan_all(
     names = snapshot.names | frozenset(observed)
     environments = snapshot.environments
     broken = snapshot.broken
-    deps_of = {name: tuple(env.spec.depends_on) for name, env in environments.items() if env.spec.depends_on}
+    deps_of = {name: env.depends_on for name, env in environments.items() if env.depends_on}
     dependents_of: dict[str, dict[str, None]] = {}
     for other, needs in deps_of.items():
         for dep in needs:
@@ -585,7 +585,7 @@ def _invalid(name: str, env: AnyEnvironment | None, snapshot: DesiredSnapshot) -
 
 def dependency_order(names: Iterable[str], snapshot: DesiredSnapshot) -> list[str]:
     """Dependencies first, then by name; names in a cycle come last, by name."""
-    deps_of = {name: tuple(env.spec.depends_on) for name, env in snapshot.environments.items()}
+    deps_of = {name: env.depends_on for name, env in snapshot.environments.items()}
     return _dependency_order(set(names), deps_of)
 
 

@@ -88,7 +88,7 @@ def test_the_helper_loads_half_and_the_result_is_a_load_without_it(
 def _failing(how: Callable[[], bytes]) -> Callable[..., helper.Helper | None]:
     real = helper.start
 
-    def start(share: object, work: Callable[[], bytes]) -> helper.Helper | None:
+    def start(share: object, work: Callable[[], bytes], then: object = None) -> helper.Helper | None:
         return real(share, how)  # type: ignore[arg-type]
 
     return start
@@ -224,9 +224,11 @@ def test_a_warm_plan_cache_forks_no_helper(
     started: list[object] = []
     real = helper.start
 
-    def start(share: object, work: Callable[[], bytes]) -> helper.Helper | None:
+    def start(
+        share: object, work: Callable[[], bytes], then: Callable[[], bytes] | None = None
+    ) -> helper.Helper | None:
         started.append(share)
-        return real(share, work)  # type: ignore[arg-type]
+        return real(share, work, then)  # type: ignore[arg-type]
 
     monkeypatch.setattr(helper, "start", start)
     first = load(fleet)
@@ -236,3 +238,79 @@ def test_a_warm_plan_cache_forks_no_helper(
     assert len(started) == 1
     assert parsed_here == ["env-10"]
     assert plain(again) == plain(first)
+
+
+def _cold_plan(fleet: Path) -> str:
+    from reconciler.cli.commands_plan import make_report
+    from reconciler.planner.report import render_json
+
+    shutil.rmtree(fleet / ".git" / "reconciler", ignore_errors=True)
+    report = make_report(fleet, rev=None, base=None, worktree=False, now=datetime(2026, 12, 1, tzinfo=UTC))
+    return render_json(report)
+
+
+def test_one_helper_loads_and_then_decides_its_half(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.store.git import GitStore
+
+    _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
+    started: list[bool] = []
+    real_start = helper.start
+
+    def start(
+        share: object, work: Callable[[], bytes], then: Callable[[], bytes] | None = None
+    ) -> helper.Helper | None:
+        started.append(then is not None)
+        return real_start(share, work, then)  # type: ignore[arg-type]
+
+    reads: list[str] = []
+    real_read = GitStore._read_subtree
+
+    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
+        reads.append(name)
+        return real_read(self, sub, name)
+
+    monkeypatch.setattr(helper, "start", start)
+    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    helped = _cold_plan(fleet)
+    assert started == [True]  # one fork: the load's helper went on to plan its half
+    assert sorted(reads) == NAMES[: FILES // 2]
+    monkeypatch.setattr(helper, "MIN_FILES", 10**9)
+    assert helped == _cold_plan(fleet)
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_helper_failing_after_its_load_costs_only_its_plans(
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    from reconciler.store.git import GitStore
+
+    _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
+    parsed_here.clear()
+    real_start = helper.start
+
+    def fail() -> bytes:
+        if how == "dies":
+            os._exit(3)
+        raise RuntimeError("the plans went wrong")
+
+    def start(
+        share: object, work: Callable[[], bytes], then: Callable[[], bytes] | None = None
+    ) -> helper.Helper | None:
+        return real_start(share, work, fail if then is not None else None)  # type: ignore[arg-type]
+
+    reads: list[str] = []
+    real_read = GitStore._read_subtree
+
+    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
+        reads.append(name)
+        return real_read(self, sub, name)
+
+    monkeypatch.setattr(helper, "start", start)
+    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    helped = _cold_plan(fleet)
+    assert parsed_here == [*NAMES[: FILES // 2], "env-10"]  # its load was used ...
+    assert len(reads) == FILES - 2  # ... and its half's plans were decided here
+    monkeypatch.setattr(helper, "MIN_FILES", 10**9)
+    assert helped == _cold_plan(fleet)

@@ -18,7 +18,7 @@ from reconciler.desired.loader import (
 )
 from reconciler.domain.states import Phase
 from tests.conftest import git
-from tests.desired.helpers import commit, env_yaml, load, make_repo, messages
+from tests.desired.helpers import BLUEPRINT, commit, env_yaml, load, make_repo, messages
 
 
 def test_environment_gets_blueprint_phases_except_its_own_and_vars_overlaid(tmp_path: Path) -> None:
@@ -145,3 +145,38 @@ def test_problems_are_sorted_and_name_their_environment(tmp_path: Path) -> None:
     snapshot = load(repo)
     assert [p.environment for p in snapshot.problems][:1] == ["aa"]
     assert messages(snapshot) == sorted(messages(snapshot))
+
+
+def test_a_blueprint_template_reading_an_undeclared_var_refuses_only_the_environments_lacking_it(
+    tmp_path: Path,
+) -> None:
+    # One blueprint, shared by every environment: what its templates say is worked out once per set of
+    # declared vars, and each environment that lacks the var is refused at its own file.
+    reads_port = BLUEPRINT.replace("vars: {http_port: 8000, region: eu}", "vars: {region: eu}").replace(
+        "vars.http_port", "vars.port"
+    )
+    port = "  vars: {port: 8080}\n"
+    repo = make_repo(
+        tmp_path,
+        {
+            "blueprints/tracker.yaml": reads_port,
+            "environments/web.yaml": env_yaml("web", extra=port),
+            "environments/db.yaml": env_yaml("db"),
+            "environments/queue.yaml": env_yaml("queue", extra="  vars: {port: 9090, size: 2}\n"),
+            "environments/cache.yaml": env_yaml("cache", extra="  vars: {size: 2}\n"),
+            "environments/api.yaml": env_yaml("api", extra=port),
+        },
+    )
+    snapshot = load(repo)
+    assert set(snapshot.environments) == {"web", "queue", "api"}
+    assert set(snapshot.broken) == {"db", "cache"}
+    for name, declared in (("db", "region"), ("cache", "region, size")):
+        (problem,) = snapshot.broken[name]
+        assert problem.path == "blueprints/tracker.yaml"
+        assert problem.environment == name
+        assert (problem.line, problem.col) == (12, 26)  # the blueprint's check URL
+        assert problem.message.startswith("`http.url`: vars.port is not declared")
+        assert f"(declared: {declared})" in problem.message
+    web, queue = snapshot.environments["web"], snapshot.environments["queue"]
+    assert web.phase_hashes["provision"] == queue.phase_hashes["provision"]  # reads no var
+    assert web.phase_hashes["release"] != queue.phase_hashes["release"]  # a shell step reads them all

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 
 from reconciler.desired import yamlio
 from reconciler.desired.loader import ParseCache, load_snapshot
-from reconciler.desired.plancache import CACHE_DIR, CACHE_FILE
+from reconciler.desired.plancache import CACHE_DIR, CACHE_FILE, PlanCache
+from reconciler.desired.resolved import DeferredEnvironment
 from tests.desired.helpers import commit, env_yaml, make_repo, messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +165,38 @@ def test_labels_survive_a_warm_load(tmp_path: Path) -> None:
     warm, cache = warm_load(repo)
     assert all(parsed.text is None for parsed in cache.parsed.values())  # it did come from the cache
     assert dict(warm.environments["api"].labels) == dict(cold.environments["api"].labels) == {"team": "shop"}
+
+
+def test_a_document_marshal_cannot_hold_is_left_out_and_the_others_are_kept(tmp_path: Path) -> None:
+    # No document the schemas accept holds a date today; if one did, the cache would still be written.
+    cache = PlanCache(tmp_path / CACHE_FILE)
+    cache.keep_document("environment", "a" * 40, {"kind": "Environment", "n": 1})
+    cache.keep_document("environment", "b" * 40, {"kind": "Environment", "since": datetime.date(2026, 12, 5)})
+    cache.save()
+    again = PlanCache(tmp_path / CACHE_FILE)
+    assert again.document("environment", "a" * 40) == {"kind": "Environment", "n": 1}
+    assert again.document("environment", "b" * 40) is None
+
+
+def test_a_warm_plan_runs_the_schema_only_for_what_it_decides_again(tmp_path: Path) -> None:
+    from reconciler.cli.commands_plan import make_report
+    from reconciler.planner.report import render_json
+
+    files: dict[str, str | bytes] = {f"environments/env-{i}.yaml": env_yaml(f"env-{i}") for i in range(6)}
+    files["environments/env-5.yaml"] = env_yaml("env-5", extra="  dependsOn: [env-4]\n")
+    repo = make_repo(tmp_path, files)
+    now = datetime.datetime(2026, 12, 5, tzinfo=datetime.UTC)
+    make_report(repo, rev=None, base=None, worktree=False, now=now)  # keeps documents, hashes, plans
+
+    warm, _ = warm_load(repo)
+    assert all(isinstance(env, DeferredEnvironment) for env in warm.environments.values())
+    assert not any(env.built for env in warm.environments.values() if isinstance(env, DeferredEnvironment))
+    assert warm.environments["env-5"].depends_on == ("env-4",)  # known without the schema
+    assert warm == cold_load(repo)  # built on use, each is what a load without the cache gives
+
+    commit(repo, {"environments/env-2.yaml": env_yaml("env-2", state="destroyed")})
+    warm_plan = render_json(make_report(repo, rev=None, base=None, worktree=False, now=now))
+    shutil.rmtree(cache_file(repo).parent)
+    cold_plan = render_json(make_report(repo, rev=None, base=None, worktree=False, now=now))
+    assert warm_plan == cold_plan
+    assert '"destroyed"' in warm_plan
