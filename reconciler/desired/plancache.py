@@ -56,6 +56,7 @@ _DECIDING = (
     "planner/suspension",
     "planner/model",
     "store/git",
+    "store/loose",
     "cli/kept_plans",
 )
 
