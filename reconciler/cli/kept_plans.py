@@ -157,11 +157,12 @@ class DiskKeptPlans:
         return plan
 
     def keep(self, name: str, key: KeptKey, plan: EnvironmentPlan) -> None:
-        plain = _plain(plan)
-        # Only a plan that reads back as itself: one with a time in it (none is, today) or with a
-        # field these plain values do not hold (a suspension) is decided every time.
-        if plan.retry_at is None and self._plan(name, plain) == plan:
-            self._disk.keep_plan(name, (key, plain))
+        # Only a plan the plain values hold whole: one with a time in it (none is, today) or a
+        # suspension is decided every time. ``_plain`` holds every other field (``PLAIN_FIELDS``;
+        # a test fails when ``EnvironmentPlan`` gains one), so the plan reads back as itself
+        # without being rebuilt here to check (issue 11: that was half the cost of keeping it).
+        if plan.retry_at is None and plan.suspended is None:
+            self._disk.keep_plan(name, (key, _plain(plan)))
 
     def _plan(self, name: str, plain: Any) -> EnvironmentPlan:
         verdict, actions, reason, observed_state, desired_state, next_attempt = plain
@@ -180,6 +181,11 @@ class DiskKeptPlans:
             desired_state=_optional_str(desired_state),
             next_attempt=int(next_attempt),
         )
+
+
+#: The fields of ``EnvironmentPlan`` a kept plan holds (with ``name``, its key in the cache); the
+#: others (``retry_at``, ``suspended``) must be ``None`` for a plan to be kept.
+PLAIN_FIELDS = ("verdict", "actions", "reason", "observed_state", "desired_state", "next_attempt")
 
 
 def _plain(plan: EnvironmentPlan) -> tuple[Any, ...]:

@@ -39,7 +39,13 @@ from reconciler.desired.models import (
     state_ref_refusal,
 )
 from reconciler.desired.plancache import PlanCache
-from reconciler.desired.resolved import DesiredSnapshot, PhaseOrCheck, Problem, ResolvedEnvironment
+from reconciler.desired.resolved import (
+    DeferredEnvironment,
+    DesiredSnapshot,
+    PhaseOrCheck,
+    Problem,
+    ResolvedEnvironment,
+)
 from reconciler.desired.sources import (
     FileEntry,
     GitTreeSource,
@@ -657,7 +663,7 @@ def _receive(assistant: helper.Helper, cache: ParseCache) -> None:
 
 
 def _index(last: _LastLoad, stem: str, outcome: _EnvResult) -> None:
-    if isinstance(outcome.result, ResolvedEnvironment) and outcome.result.spec.depends_on:
+    if isinstance(outcome.result, ResolvedEnvironment) and outcome.result.depends_on:
         last.depending.add(stem)
     if outcome.blueprint is not None:
         last.blueprint_users.setdefault(outcome.blueprint, set()).add(stem)
@@ -702,6 +708,9 @@ def _load_environment(
         return _EnvResult(
             entry, None, None, (Problem(path, 1, 1, "an environment file may not be a symlink", stem),), ()
         )
+    deferred = _deferred(stem, path, entry, blueprints, source, cache)
+    if deferred is not None:
+        return deferred
     parsed = cache.parse("environment", entry.blob_id, _reader(source, path, entry), EnvironmentFile)
     if not isinstance(parsed.model, EnvironmentFile):
         return _EnvResult(entry, parsed, None, _problems(parsed, path, stem), ())
@@ -727,6 +736,82 @@ def _load_environment(
         more = hit.result if isinstance(hit.result, tuple) else ()
         return _EnvResult(entry, parsed, name, (mismatch, *more), hit.refs)
     return _EnvResult(entry, parsed, name, hit.result, hit.refs)
+
+
+def _deferred(
+    stem: str,
+    path: str,
+    entry: FileEntry,
+    blueprints: Mapping[str, _Blueprint],
+    source: TreeSource,
+    cache: ParseCache,
+) -> _EnvResult | None:
+    """The environment from what the plan cache kept for this very file, its schema run only on use.
+
+    Only for the common case: a document whose ``metadata.name`` is its stem, whose
+    blueprint (if any) is valid, whose resolution was kept for the same blueprint blob and
+    whose every probed path still has the id it had. Anything else goes the way of a file
+    read (and validated) now. The document was validated by the same code when it was kept
+    (the cache is keyed by the code's fingerprint), so the values read here without the
+    schema are the ones it gives, and building it later cannot fail but on a damaged cache.
+    """
+    disk = cache.disk
+    document = disk.document("environment", entry.blob_id) if disk is not None else None
+    if type(document) is not dict or disk is None:
+        return None
+    metadata, spec = document.get("metadata"), document.get("spec")
+    if type(metadata) is not dict or type(spec) is not dict or metadata.get("name") != stem:
+        return None
+    name = spec.get("blueprint")
+    depends = spec.get("dependsOn", ())
+    if depends and (type(depends) is not list or not all(type(dep) is str for dep in depends)):
+        return None
+    if (name is not None and type(name) is not str) or "depends_on" in spec:
+        return None
+    blueprint = blueprints.get(name) if name else None
+    if name and (blueprint is None or blueprint.model is None):
+        return None
+    kept = disk.resolution(stem, entry.blob_id, blueprint.blob_id if blueprint else name)
+    if kept is None:
+        return None
+    try:
+        hashes_kept, refs = kept
+        if not _refs_unchanged(refs, source, cache):
+            return None
+        hashes = MappingProxyType({_PHASE_NAMED[phase]: value for phase, value in hashes_kept})
+    except Exception:  # a damaged entry: the file is loaded as if nothing were kept
+        return None
+    read = _reader(source, path, entry)
+
+    def build() -> ResolvedEnvironment:
+        try:
+            env = EnvironmentFile.model_validate(document)
+        except Exception as e:
+            raise RuntimeError(
+                f"{path}: the plan cache's copy of this file no longer passes its schema; "
+                f"remove {disk.path} (it is only a cache) and run again"
+            ) from e
+        phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
+        return ResolvedEnvironment(
+            name=stem,
+            path=path,
+            spec=env.spec,
+            vars=MappingProxyType(merged_vars),
+            phases=MappingProxyType(phases),
+            phase_hashes=hashes,
+            blob_id=entry.blob_id,
+            labels=MappingProxyType(dict(env.metadata.labels)),
+        )
+
+    deferred = DeferredEnvironment(
+        name=stem,
+        path=path,
+        blob_id=entry.blob_id,
+        phase_hashes=hashes,
+        depends_on=tuple(depends),
+        build=build,
+    )
+    return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
 
 
 def _resolve_from_disk(
@@ -1130,7 +1215,7 @@ def _dependency_problems(
                     )
                 )
     if depending is None:
-        dependent = [name for name, env in environments.items() if env.spec.depends_on]
+        dependent = [name for name, env in environments.items() if env.depends_on]
     else:  # the load's index: the same names, without a pass over the fleet
         dependent = sorted(name for name in depending if name in environments)
     if not dependent:

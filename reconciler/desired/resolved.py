@@ -8,7 +8,7 @@ are plain frozen values: no git objects, no YAML nodes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -79,6 +79,98 @@ class ResolvedEnvironment:
         return self.phases.get(phase, ())
 
 
+class DeferredEnvironment(ResolvedEnvironment):
+    """A ``ResolvedEnvironment`` whose ``spec``, ``vars``, ``phases`` and ``labels`` are built on first use.
+
+    The loader makes one from what an earlier run, or the helper process, kept for the
+    very same file: its document (validated then, by the same code) and its phase
+    hashes (for the same inputs). What a plan needs to find a kept plan (the name, the
+    blob id, the phase hashes, ``dependsOn``) is there at once; the schema runs only for
+    an environment whose plan is decided again (issue 11). Built, it is the
+    ``ResolvedEnvironment`` a load without the cache gives, and compares equal to it.
+    """
+
+    __slots__ = ("_build", "_depends_on")
+    _build: Callable[[], ResolvedEnvironment]
+    _depends_on: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        blob_id: str,
+        phase_hashes: Mapping[Phase, str],
+        depends_on: tuple[str, ...],
+        build: Callable[[], ResolvedEnvironment],
+    ) -> None:
+        _set_name(self, name)
+        _set_path(self, path)
+        _set_blob_id(self, blob_id)
+        _set_phase_hashes(self, phase_hashes)
+        _set_depends_on(self, depends_on)
+        _set_build(self, build)
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return self._depends_on
+
+    @property
+    def built(self) -> bool:
+        """Whether the schema has run for it (something read its spec, vars, phases or labels)."""
+        try:
+            _SLOTS["spec"].__get__(self, DeferredEnvironment)
+        except AttributeError:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        # The dataclass's own ``__eq__`` compares only instances of one class: this one is built
+        # to be equal to what a load without the cache gives.
+        if not isinstance(other, ResolvedEnvironment):
+            return NotImplemented
+        return all(getattr(self, key) == getattr(other, key) for key in _FIELDS)
+
+    __hash__ = ResolvedEnvironment.__hash__
+
+    def _built(self, key: str) -> Any:
+        slot = _SLOTS[key]
+        try:
+            return slot.__get__(self, DeferredEnvironment)
+        except AttributeError:
+            built = self._build()
+            for lazy in _LAZY:
+                _SLOTS[lazy].__set__(self, getattr(built, lazy))
+            return slot.__get__(self, DeferredEnvironment)
+
+
+_LAZY = ("spec", "vars", "phases", "labels")
+_FIELDS = ("name", "path", "spec", "vars", "phases", "phase_hashes", "blob_id", "labels")
+_SLOTS: dict[str, Any] = {
+    key: ResolvedEnvironment.__dict__[key] for key in (*_LAZY, "name", "path", "blob_id", "phase_hashes")
+}
+_set_name = _SLOTS["name"].__set__
+_set_path = _SLOTS["path"].__set__
+_set_blob_id = _SLOTS["blob_id"].__set__
+_set_phase_hashes = _SLOTS["phase_hashes"].__set__
+_set_depends_on = DeferredEnvironment.__dict__["_depends_on"].__set__
+_set_build = DeferredEnvironment.__dict__["_build"].__set__
+
+
+def _lazy(key: str) -> property:
+    def get(self: DeferredEnvironment) -> Any:
+        return self._built(key)
+
+    def put(self: DeferredEnvironment, value: Any) -> None:  # ``dataclasses.replace`` builds one whole
+        _SLOTS[key].__set__(self, value)
+
+    return property(get, put)
+
+
+for _key in _LAZY:
+    setattr(DeferredEnvironment, _key, _lazy(_key))
+
+
 @dataclass(frozen=True)
 class DesiredSnapshot:
     """One revision of the repository, loaded."""
@@ -118,6 +210,6 @@ class DesiredSnapshot:
         names = environments if self.depending is None else sorted(self.depending)
         for name in names:
             env = environments.get(name)
-            for dep in env.spec.depends_on if env is not None else ():
+            for dep in env.depends_on if env is not None else ():
                 index.setdefault(dep, set()).add(name)
         return MappingProxyType({name: frozenset(users) for name, users in index.items()})

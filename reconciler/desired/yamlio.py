@@ -557,24 +557,29 @@ def _rs_load(text: str) -> Any:
 
 
 def _rs_plain(collection: Any, depth: int) -> bool:
-    """Whether every key and value under ``collection`` is what the C path builds, within bounds."""
+    """Whether every key and value under ``collection`` is what the C path builds, within bounds.
+
+    ``_rs_scalar`` inlined for the common values (a known string, a small int): this walk
+    runs over every value of every file the native parser reads.
+    """
     if depth > MAX_DEPTH:
         return False
+    known = _STR_MEMO
+    values = collection.values() if type(collection) is dict else collection
     if type(collection) is dict:
-        for key, value in collection.items():
-            if not _rs_scalar(key):
+        for key in collection:
+            if (type(key) is not str or known.get(key) is not True) and not _rs_scalar(key):
                 return False
-            kind = type(value)
-            if kind is dict or kind is list:
-                if not _rs_plain(value, depth + 1):
-                    return False
-            elif not _rs_scalar(value):
-                return False
-        return True
-    for value in collection:
+    for value in values:
         kind = type(value)
-        if kind is dict or kind is list:
+        if kind is str:
+            if known.get(value) is not True and not _rs_scalar(value):
+                return False
+        elif kind is dict or kind is list:
             if not _rs_plain(value, depth + 1):
+                return False
+        elif kind is int:
+            if not INT_MIN <= value <= INT_MAX:
                 return False
         elif not _rs_scalar(value):
             return False

@@ -458,7 +458,7 @@ def plan_all(
     names = snapshot.names | frozenset(observed)
     environments = snapshot.environments
     broken = snapshot.broken
-    deps_of = {name: tuple(env.spec.depends_on) for name, env in environments.items() if env.spec.depends_on}
+    deps_of = {name: env.depends_on for name, env in environments.items() if env.depends_on}
     dependents_of: dict[str, dict[str, None]] = {}
     for other, needs in deps_of.items():
         for dep in needs:
@@ -469,6 +469,9 @@ def plan_all(
     for name in _ordered(names, deps_of):
         key: KeptKey | None = None
         desired = environments.get(name)
+        #: Computed once, when first needed (a kept plan's key, or a decision).
+        dependencies: dict[str, bool] | None = None
+        dependents: dict[str, bool] | None = None
         if kept is not None and name not in broken and (desired is None or desired.blob_id):
             deps = deps_of.get(name)
             dependencies = (
@@ -498,10 +501,13 @@ def plan_all(
             continue
         if found is None and desired is None:
             continue  # a ``<name>/`` tree without a state (a lazily read ``observed``): nothing to plan
-        deps = deps_of.get(name)
-        dependencies = {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps} if deps else {}
-        others = dependents_of.get(name)
-        dependents = {other: _gone(observed.get(other)) for other in others} if others else {}
+        if dependencies is None or dependents is None:
+            deps = deps_of.get(name)
+            dependencies = (
+                {d: d in plans and plans[d].verdict is Verdict.CONVERGED for d in deps} if deps else {}
+            )
+            others = dependents_of.get(name)
+            dependents = {other: _gone(observed.get(other)) for other in others} if others else {}
         last = previous.get(name)
         if (
             last is not None
@@ -579,7 +585,7 @@ def _invalid(name: str, env: AnyEnvironment | None, snapshot: DesiredSnapshot) -
 
 def dependency_order(names: Iterable[str], snapshot: DesiredSnapshot) -> list[str]:
     """Dependencies first, then by name; names in a cycle come last, by name."""
-    deps_of = {name: tuple(env.spec.depends_on) for name, env in snapshot.environments.items()}
+    deps_of = {name: env.depends_on for name, env in snapshot.environments.items()}
     return _dependency_order(set(names), deps_of)
 
 

@@ -30,6 +30,7 @@ from reconciler.domain import AnyEnvironment, FailureContext, StateDocumentError
 from reconciler.store.errors import CorruptStateError, LostRace, StoreError
 from reconciler.store.events import EventLog, EventQuery
 from reconciler.store.lock import holder_label, this_holder
+from reconciler.store.loose import DamagedObject, LooseObjects, regular_file_id
 from reconciler.store.message import TRANSITION, TransitionMessage
 from reconciler.store.model import DEFAULT_STATE_REF, CorruptState, Observed, TransitionRecord
 from reconciler.store.objectcache import TipCache
@@ -39,6 +40,7 @@ from reconciler.store.roottree import RootTrees
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+_STATE_FILE_NAME = STATE_FILE.encode()
 #: Serializes this host's writers; created inside the git dir, released by the kernel if a writer dies.
 WRITER_LOCK_FILE = "reconciler-state.lock"
 #: How often a commit is rebuilt when the branch moved for *other* environments meanwhile.
@@ -129,6 +131,7 @@ class GitStore:
         self._cache_key = (os.path.realpath(self._repo.path), ref)
         self._events: EventLog | None = None
         self._root_trees = RootTrees(self._repo, per_file_fsync=self._per_file_fsync)
+        self._loose = LooseObjects(self._repo.path)
         #: Starts libgit2's caches of this repository over now and then: old root trees pile up in them.
         self.tip_cache = TipCache()
         #: Transitions waiting for the writer lock; its holder commits them all (``_commit_batch``).
@@ -157,16 +160,19 @@ class GitStore:
     def _parse(self, name: str, obj: pygit2.Object) -> Observed | CorruptState:
         if not isinstance(obj, pygit2.Blob):
             return CorruptState(name, self._path(name), f"{STATE_FILE} is not a file")
+        # Read from the object database: ``obj.data`` looks the object up again (issue 11).
+        return self._parse_data(name, str(obj.id), self._repo.odb.read(obj.id)[1])
+
+    def _parse_data(self, name: str, blob_id: str, data: bytes) -> Observed | CorruptState:
         try:
-            # Read from the object database: ``obj.data`` looks the object up again (issue 11).
-            env = AnyEnvironment.from_json(self._repo.odb.read(obj.id)[1])
+            env = AnyEnvironment.from_json(data)
         except StateDocumentError as e:
             return CorruptState(name, self._path(name), str(e))
         except UnicodeDecodeError as e:
             return CorruptState(name, self._path(name), f"not UTF-8 text: {e}")
         if env.name != name:
             return CorruptState(name, self._path(name), f"document names environment '{env.name}'")
-        return Observed(env=env, version=str(obj.id))
+        return Observed(env=env, version=blob_id)
 
     def read(self, name: str) -> Observed | None:
         with self._mutex:
@@ -266,7 +272,19 @@ class GitStore:
         return dict(sorted(found.items())), parsed
 
     def _read_subtree(self, sub: pygit2.Tree, name: str) -> Observed | CorruptState | None:
-        """``<name>/state.json`` of the tree ``sub``, parsed; ``None`` when there is none."""
+        """``<name>/state.json`` of the tree ``sub``, parsed; ``None`` when there is none.
+
+        Both objects are read from their loose files when they are the common case
+        (``store/loose.py``: ~10 µs less per environment); anything else through libgit2.
+        """
+        try:
+            loose = self._loose.read(str(sub.id), b"tree")
+            blob_id = None if loose is None else regular_file_id(loose, _STATE_FILE_NAME)
+            data = None if blob_id is None else self._loose.read(blob_id, b"blob")
+        except DamagedObject as e:  # reported, never handed to libgit2 (it would loop on it)
+            return CorruptState(name, self._path(name), str(e))
+        if blob_id is not None and data is not None:
+            return self._parse_data(name, blob_id, data)
         obj = entry_at(sub, STATE_FILE)
         return None if obj is None else self._parse(name, obj)
 

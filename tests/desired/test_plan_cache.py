@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from reconciler.desired import yamlio
 from reconciler.desired.loader import ParseCache, load_snapshot
 from reconciler.desired.plancache import CACHE_DIR, CACHE_FILE, PlanCache
+from reconciler.desired.resolved import DeferredEnvironment
 from tests.desired.helpers import commit, env_yaml, make_repo, messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +176,49 @@ def test_a_document_marshal_cannot_hold_is_left_out_and_the_others_are_kept(tmp_
     again = PlanCache(tmp_path / CACHE_FILE)
     assert again.document("environment", "a" * 40) == {"kind": "Environment", "n": 1}
     assert again.document("environment", "b" * 40) is None
+
+
+def test_a_warm_plan_runs_the_schema_only_for_what_it_decides_again(tmp_path: Path) -> None:
+    from reconciler.cli.commands_plan import make_report
+    from reconciler.planner.report import render_json
+
+    files: dict[str, str | bytes] = {f"environments/env-{i}.yaml": env_yaml(f"env-{i}") for i in range(6)}
+    files["environments/env-5.yaml"] = env_yaml("env-5", extra="  dependsOn: [env-4]\n")
+    repo = make_repo(tmp_path, files)
+    now = datetime.datetime(2026, 12, 5, tzinfo=datetime.UTC)
+    make_report(repo, rev=None, base=None, worktree=False, now=now)  # keeps documents, hashes, plans
+
+    warm, _ = warm_load(repo)
+    assert all(isinstance(env, DeferredEnvironment) for env in warm.environments.values())
+    assert not any(env.built for env in warm.environments.values() if isinstance(env, DeferredEnvironment))
+    assert warm.environments["env-5"].depends_on == ("env-4",)  # known without the schema
+    assert warm == cold_load(repo)  # built on use, each is what a load without the cache gives
+
+    commit(repo, {"environments/env-2.yaml": env_yaml("env-2", state="destroyed")})
+    warm_plan = render_json(make_report(repo, rev=None, base=None, worktree=False, now=now))
+    shutil.rmtree(cache_file(repo).parent)
+    cold_plan = render_json(make_report(repo, rev=None, base=None, worktree=False, now=now))
+    assert warm_plan == cold_plan
+    assert '"destroyed"' in warm_plan
+
+
+def test_a_change_of_a_few_files_in_a_fleet_leaves_the_cache_file_as_it_is(tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {f"environments/e{i:03d}.yaml": env_yaml(f"e{i:03d}") for i in range(200)}
+    repo = make_repo(tmp_path, files)
+    warm_load(repo)
+    before = cache_file(repo).read_bytes()
+
+    commit(repo, {"environments/e007.yaml": env_yaml("e007", state="destroyed")})
+    snapshot, _ = warm_load(repo)
+    assert snapshot == cold_load(repo)
+    assert cache_file(repo).read_bytes() == before  # one file of 200: not worth writing 200 for
+    again, cache = warm_load(repo)  # that file is parsed again, the others still come from the cache
+    assert again == snapshot
+    assert [parsed.text is not None for parsed in cache.parsed.values()].count(True) == 1
+
+    commit(repo, {f"environments/e00{i}.yaml": env_yaml(f"e00{i}", state="destroyed") for i in (8, 9)})
+    later, _ = warm_load(repo)
+    assert later == cold_load(repo)
+    assert cache_file(repo).read_bytes() != before  # three changed files are: written
+    _, cache = warm_load(repo)
+    assert not any(parsed.text is not None for parsed in cache.parsed.values())

@@ -19,14 +19,15 @@ REF = "refs/heads/reconciler/state"
 
 
 def _count_parses(store: GitStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ``state.json`` parsed, whether read from its loose file or through libgit2."""
     parsed: list[str] = []
-    original: Callable[[str, pygit2.Object], Observed | CorruptState] = store._parse
+    original: Callable[[str, str, bytes], Observed | CorruptState] = store._parse_data
 
-    def counting(name: str, obj: pygit2.Object) -> Observed | CorruptState:
+    def counting(name: str, blob_id: str, data: bytes) -> Observed | CorruptState:
         parsed.append(name)
-        return original(name, obj)
+        return original(name, blob_id, data)
 
-    monkeypatch.setattr(store, "_parse", counting)
+    monkeypatch.setattr(store, "_parse_data", counting)
     return parsed
 
 
