@@ -101,6 +101,9 @@ def test_help_lists_every_command_with_its_line_and_imports_none(tmp_path: Path)
     for name, (_, summary) in COMMANDS.items():
         assert summary in out.stdout, name
     assert [m for m in imported if m.startswith("reconciler.cli.commands_")] == []
+    # Nor git, the planner or the store: ``--help``, ``--version`` and completing a command's name
+    # read none of them.
+    assert _among(imported, ("pygit2", "reconciler.views", "reconciler.planner", "reconciler.store")) == []
 
 
 def test_a_commands_own_help_imports_its_module_only(tmp_path: Path) -> None:
