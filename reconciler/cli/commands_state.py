@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import pygit2
@@ -49,18 +49,15 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import console as make_console
 from reconciler.cli.output import err, fail
-from reconciler.cli.progress import progress_view
 from reconciler.desired.resolved import DesiredSnapshot
 from reconciler.desired.selector import Selector, select
 from reconciler.domain import ALL_STATES, Lock, Phase, can_start, format_timestamp, utcnow
 from reconciler.domain.dispatch import InvalidTransition
-from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
 from reconciler.engine.orphans import stop_leftovers
 from reconciler.engine.progress import EnvironmentFinished
 from reconciler.engine.reconcile import Engine, ReconcileResult, reset_attempts
 from reconciler.engine.status import environment_rows, next_step
 from reconciler.engine.workspace import StoreKind, Workspace, WorkspaceError, open_workspace
-from reconciler.notify.feed import NotificationFeed, blocked, open_feed
 from reconciler.planner import suspension
 from reconciler.store import CorruptStateError, LockIdMismatch, LostRace, Observed, StateStore, StoreError
 from reconciler.store.events import EventQuery
@@ -69,6 +66,9 @@ from reconciler.store.lock import holder_label
 from reconciler.store.message import EVENT_KINDS, person
 from reconciler.store.remote import RemoteStore
 from reconciler.views import document, lock_view
+
+if TYPE_CHECKING:
+    from reconciler.notify.feed import NotificationFeed
 
 Repo = Annotated[Path, typer.Option("--repo", help="The GitOps repository (work tree or bare).")]
 DataDir = Annotated[
@@ -193,6 +193,12 @@ def apply(
     selector: SelectorOption = None,
 ) -> None:
     """Reconcile once until every named environment has converged, failed or is blocked."""
+    # What only ``apply`` runs (worker threads, notifications, the live progress view): imported
+    # here, so that ``status``, ``show`` and ``history`` start without them (decision 029).
+    from reconciler.cli.progress import progress_view
+    from reconciler.engine.apply import UnknownEnvironment, apply_environments, targets
+    from reconciler.notify.feed import open_feed
+
     chosen = parse_selector_option(selector)
     wait_seconds = _lock_timeout(lock_timeout)
     wait_notify = _duration(notify_wait, "--notify-wait", NOTIFY_WAIT_SECONDS)
@@ -264,6 +270,8 @@ def _notify_outcomes(
     feed: NotificationFeed, snapshot: DesiredSnapshot, results: list[ReconcileResult], wait_seconds: float
 ) -> None:
     """Tell the sinks how each environment ended, then wait a bounded time for the deliveries."""
+    from reconciler.notify.feed import blocked
+
     for r in results:
         attempt = r.failure.attempt if r.failure is not None else None
         desired = snapshot.environments.get(r.name)

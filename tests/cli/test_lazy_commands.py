@@ -92,6 +92,21 @@ def test_plan_imports_neither_the_engine_nor_http_nor_other_commands(
     assert _among(imported, NOT_FOR_PLAN) == []
 
 
+def test_status_imports_nothing_only_apply_runs(gitops: GitOpsRepo, tmp_path: Path) -> None:
+    gitops.commit({"environments/web.yaml": env_file("web", phases=counting_phases(tmp_path / "log"))})
+    gitops.reconcile("apply", check=True)
+
+    out, imported = _reconcile(
+        "status", "--repo", str(gitops.path), "--data-dir", str(gitops.data), cwd=tmp_path
+    )
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "web" in out.stdout and "running" in out.stdout
+    assert "reconciler.engine.status" in imported
+    only_apply = ("reconciler.engine.apply", "reconciler.notify", "reconciler.cli.progress", "rich.live")
+    assert _among(imported, only_apply) == []
+
+
 def test_help_lists_every_command_with_its_line_and_imports_none(tmp_path: Path) -> None:
     out, imported = _reconcile("--help", cwd=tmp_path)
 
