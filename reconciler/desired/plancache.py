@@ -147,7 +147,7 @@ class PlanCache:
         return f"{kind}:{blob_id}" in self._docs
 
     def keep_document(self, kind: str, blob_id: str, document: Document) -> None:
-        # A value marshal cannot hold (a date) is found when the documents are written (``_plain_docs``).
+        # A value marshal cannot hold (a date) is found when the documents are written (``_dumps``).
         key = f"{kind}:{blob_id}"
         self._used_docs[key] = document
         if key not in self._docs:
@@ -199,7 +199,7 @@ class PlanCache:
 
     def learned(self) -> bytes:
         """What this process used or learned, for the process that forked it to ``merge``."""
-        return marshal.dumps((self._fingerprint, _plain_docs(self._used_docs), self._used_resolved))
+        return _dumps(self._fingerprint, self._used_docs, self._used_resolved)
 
     def merge(self, payload: bytes) -> None:
         """Entries a forked helper ``learned``: used like entries read from the file (checked on use)."""
@@ -259,9 +259,7 @@ class PlanCache:
             if changes * REWRITE_SHARE < len(self._used_docs) + len(self._used_resolved) + len(plans):
                 return
         try:
-            payload = marshal.dumps(
-                (self._fingerprint, _plain_docs(self._used_docs), self._used_resolved, plans)
-            )
+            payload = _dumps(self._fingerprint, self._used_docs, self._used_resolved, plans)
             data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)
@@ -276,10 +274,13 @@ class PlanCache:
             logger.debug("plan cache %s not written: %s", self.path, e)
 
 
-def _plain_docs(docs: dict[str, Document]) -> dict[str, Document]:
-    """``docs`` without the documents marshal cannot hold (a date: that file is parsed every time)."""
+def _dumps(fingerprint: str, docs: dict[str, Document], *rest: Any) -> bytes:
+    """``marshal.dumps((fingerprint, docs, *rest))``, without the documents marshal cannot hold.
+
+    Such a document (a date) is found only when a first try fails: that file is parsed every time.
+    """
     try:
-        marshal.dumps(docs)
+        return marshal.dumps((fingerprint, docs, *rest))
     except ValueError:
         plain: dict[str, Document] = {}
         for key, document in docs.items():
@@ -288,5 +289,4 @@ def _plain_docs(docs: dict[str, Document]) -> dict[str, Document]:
             except ValueError:
                 continue
             plain[key] = document
-        return plain
-    return docs
+        return marshal.dumps((fingerprint, plain, *rest))
