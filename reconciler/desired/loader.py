@@ -756,19 +756,17 @@ def _deferred(
     schema are the ones it gives, and building it later cannot fail but on a damaged cache.
     """
     disk = cache.disk
-    if disk is None or not disk.knows(entry.blob_id):
-        return None
-    document = disk.document("environment", entry.blob_id)
-    if type(document) is not dict:
+    document = disk.document("environment", entry.blob_id) if disk is not None else None
+    if type(document) is not dict or disk is None:
         return None
     metadata, spec = document.get("metadata"), document.get("spec")
     if type(metadata) is not dict or type(spec) is not dict or metadata.get("name") != stem:
         return None
     name = spec.get("blueprint")
-    depends = spec.get("dependsOn", [])
-    if "depends_on" in spec or (name is not None and type(name) is not str) or type(depends) is not list:
+    depends = spec.get("dependsOn", ())
+    if depends and (type(depends) is not list or not all(type(dep) is str for dep in depends)):
         return None
-    if not all(type(dep) is str for dep in depends):
+    if (name is not None and type(name) is not str) or "depends_on" in spec:
         return None
     blueprint = blueprints.get(name) if name else None
     if name and (blueprint is None or blueprint.model is None):

@@ -104,15 +104,12 @@ class DeferredEnvironment(ResolvedEnvironment):
         depends_on: tuple[str, ...],
         build: Callable[[], ResolvedEnvironment],
     ) -> None:
-        for key, value in (
-            ("name", name),
-            ("path", path),
-            ("blob_id", blob_id),
-            ("phase_hashes", phase_hashes),
-        ):
-            _SLOTS[key].__set__(self, value)
-        _DEFERRED_SLOTS["_depends_on"].__set__(self, depends_on)
-        _DEFERRED_SLOTS["_build"].__set__(self, build)
+        _set_name(self, name)
+        _set_path(self, path)
+        _set_blob_id(self, blob_id)
+        _set_phase_hashes(self, phase_hashes)
+        _set_depends_on(self, depends_on)
+        _set_build(self, build)
 
     @property
     def depends_on(self) -> tuple[str, ...]:
@@ -152,9 +149,12 @@ _FIELDS = ("name", "path", "spec", "vars", "phases", "phase_hashes", "blob_id", 
 _SLOTS: dict[str, Any] = {
     key: ResolvedEnvironment.__dict__[key] for key in (*_LAZY, "name", "path", "blob_id", "phase_hashes")
 }
-_DEFERRED_SLOTS: dict[str, Any] = {
-    key: DeferredEnvironment.__dict__[key] for key in ("_build", "_depends_on")
-}
+_set_name = _SLOTS["name"].__set__
+_set_path = _SLOTS["path"].__set__
+_set_blob_id = _SLOTS["blob_id"].__set__
+_set_phase_hashes = _SLOTS["phase_hashes"].__set__
+_set_depends_on = DeferredEnvironment.__dict__["_depends_on"].__set__
+_set_build = DeferredEnvironment.__dict__["_build"].__set__
 
 
 def _lazy(key: str) -> property:

@@ -314,3 +314,16 @@ def test_a_helper_failing_after_its_load_costs_only_its_plans(
     assert len(reads) == FILES - 2  # ... and its half's plans were decided here
     monkeypatch.setattr(helper, "MIN_FILES", 10**9)
     assert helped == _cold_plan(fleet)
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="needs /proc/loadavg (Linux)")
+def test_a_process_running_now_counts_as_a_busy_core() -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # it is scheduled
+        assert (helper.running_besides_us() or 0) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -200,3 +200,25 @@ def test_a_warm_plan_runs_the_schema_only_for_what_it_decides_again(tmp_path: Pa
     cold_plan = render_json(make_report(repo, rev=None, base=None, worktree=False, now=now))
     assert warm_plan == cold_plan
     assert '"destroyed"' in warm_plan
+
+
+def test_a_change_of_a_few_files_in_a_fleet_leaves_the_cache_file_as_it_is(tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {f"environments/e{i:03d}.yaml": env_yaml(f"e{i:03d}") for i in range(200)}
+    repo = make_repo(tmp_path, files)
+    warm_load(repo)
+    before = cache_file(repo).read_bytes()
+
+    commit(repo, {"environments/e007.yaml": env_yaml("e007", state="destroyed")})
+    snapshot, _ = warm_load(repo)
+    assert snapshot == cold_load(repo)
+    assert cache_file(repo).read_bytes() == before  # one file of 200: not worth writing 200 for
+    again, cache = warm_load(repo)  # that file is parsed again, the others still come from the cache
+    assert again == snapshot
+    assert [parsed.text is not None for parsed in cache.parsed.values()].count(True) == 1
+
+    commit(repo, {f"environments/e00{i}.yaml": env_yaml(f"e00{i}", state="destroyed") for i in (8, 9)})
+    later, _ = warm_load(repo)
+    assert later == cold_load(repo)
+    assert cache_file(repo).read_bytes() != before  # three changed files are: written
+    _, cache = warm_load(repo)
+    assert not any(parsed.text is not None for parsed in cache.parsed.values())
