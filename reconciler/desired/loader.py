@@ -771,16 +771,10 @@ def _deferred(
     blueprint = blueprints.get(name) if name else None
     if name and (blueprint is None or blueprint.model is None):
         return None
-    kept = disk.resolution(stem, entry.blob_id, blueprint.blob_id if blueprint else name)
+    kept = _kept_hashes(stem, entry.blob_id, blueprint.blob_id if blueprint else name, source, cache)
     if kept is None:
         return None
-    try:
-        hashes_kept, refs = kept
-        if not _refs_unchanged(refs, source, cache):
-            return None
-        hashes = MappingProxyType({_PHASE_NAMED[phase]: value for phase, value in hashes_kept})
-    except Exception:  # a damaged entry: the file is loaded as if nothing were kept
-        return None
+    hashes, refs = MappingProxyType(kept[0]), kept[1]
     read = _reader(source, path, entry)
 
     def build() -> ResolvedEnvironment:
@@ -814,6 +808,22 @@ def _deferred(
     return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
 
 
+def _kept_hashes(
+    stem: str, blob_id: str, blueprint: str | None, source: TreeSource, cache: ParseCache
+) -> tuple[dict[Phase, str], tuple[tuple[str, str | None], ...]] | None:
+    """The phase hashes an earlier run kept for these inputs, if every path they probed is unchanged."""
+    kept = cache.disk.resolution(stem, blob_id, blueprint) if cache.disk is not None else None
+    if kept is None:
+        return None
+    try:
+        hashes_kept, refs = kept
+        if not _refs_unchanged(refs, source, cache):
+            return None
+        return {_PHASE_NAMED[phase]: value for phase, value in hashes_kept}, tuple(refs)
+    except Exception:  # a damaged entry: the file is loaded as if nothing were kept
+        return None
+
+
 def _resolve_from_disk(
     stem: str,
     path: str,
@@ -831,14 +841,11 @@ def _resolve_from_disk(
     """
     if cache.disk is None or (env.spec.blueprint and (blueprint is None or blueprint.model is None)):
         return None
-    kept = cache.disk.resolution(stem, blob_id, blueprint.blob_id if blueprint else env.spec.blueprint)
+    kept = _kept_hashes(stem, blob_id, blueprint.blob_id if blueprint else env.spec.blueprint, source, cache)
     if kept is None:
         return None
+    hashes, refs = kept
     try:
-        hashes_kept, refs = kept
-        if not _refs_unchanged(refs, source, cache):
-            return None
-        hashes = {_PHASE_NAMED[phase]: value for phase, value in hashes_kept}
         phases, _, merged_vars = _merge(path, parsed, env, blueprint)
     except Exception:  # a damaged entry: resolve from scratch
         return None

@@ -189,17 +189,9 @@ def test_the_plan_helper_decides_half_and_the_plan_is_the_same(
 ) -> None:
     from reconciler.cli.commands_plan import make_report
     from reconciler.planner.report import render_json
-    from reconciler.store.git import GitStore
 
     _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
-    reads: list[str] = []
-    real = GitStore._read_subtree
-
-    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
-        reads.append(name)
-        return real(self, sub, name)
-
-    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    reads = state_reads_here(monkeypatch)
 
     def plan() -> str:
         shutil.rmtree(fleet / ".git" / "reconciler", ignore_errors=True)
@@ -240,6 +232,21 @@ def test_a_warm_plan_cache_forks_no_helper(
     assert plain(again) == plain(first)
 
 
+def state_reads_here(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Environments whose ``state.json`` this process reads from now on (a helper's are the child's)."""
+    from reconciler.store.git import GitStore
+
+    reads: list[str] = []
+    real_read = GitStore._read_subtree
+
+    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
+        reads.append(name)
+        return real_read(self, sub, name)
+
+    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    return reads
+
+
 def _cold_plan(fleet: Path) -> str:
     from reconciler.cli.commands_plan import make_report
     from reconciler.planner.report import render_json
@@ -252,8 +259,6 @@ def _cold_plan(fleet: Path) -> str:
 def test_one_helper_loads_and_then_decides_its_half(
     fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler.store.git import GitStore
-
     _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
     started: list[bool] = []
     real_start = helper.start
@@ -264,15 +269,8 @@ def test_one_helper_loads_and_then_decides_its_half(
         started.append(then is not None)
         return real_start(share, work, then)  # type: ignore[arg-type]
 
-    reads: list[str] = []
-    real_read = GitStore._read_subtree
-
-    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
-        reads.append(name)
-        return real_read(self, sub, name)
-
     monkeypatch.setattr(helper, "start", start)
-    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    reads = state_reads_here(monkeypatch)
     helped = _cold_plan(fleet)
     assert started == [True]  # one fork: the load's helper went on to plan its half
     assert sorted(reads) == NAMES[: FILES // 2]
@@ -284,8 +282,6 @@ def test_one_helper_loads_and_then_decides_its_half(
 def test_a_helper_failing_after_its_load_costs_only_its_plans(
     fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    from reconciler.store.git import GitStore
-
     _write_state(fleet, load_snapshot(pygit2.Repository(str(fleet)), "HEAD"))
     parsed_here.clear()
     real_start = helper.start
@@ -300,15 +296,8 @@ def test_a_helper_failing_after_its_load_costs_only_its_plans(
     ) -> helper.Helper | None:
         return real_start(share, work, fail if then is not None else None)  # type: ignore[arg-type]
 
-    reads: list[str] = []
-    real_read = GitStore._read_subtree
-
-    def spy(self: GitStore, sub: pygit2.Tree, name: str) -> object:
-        reads.append(name)
-        return real_read(self, sub, name)
-
     monkeypatch.setattr(helper, "start", start)
-    monkeypatch.setattr(GitStore, "_read_subtree", spy)
+    reads = state_reads_here(monkeypatch)
     helped = _cold_plan(fleet)
     assert parsed_here == [*NAMES[: FILES // 2], "env-10"]  # its load was used ...
     assert len(reads) == FILES - 2  # ... and its half's plans were decided here
