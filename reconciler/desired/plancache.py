@@ -33,6 +33,7 @@ import marshal
 import os
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ CACHE_FILE = "plan-cache.marshal"
 REWRITE_SHARE = 64
 #: Bumped when the layout of the file changes.
 FORMAT = 2
-_MAGIC = b"RPC\x01"
+#: Then a CRC-32 of the payload: the file is replaced whole (a rename), so the check is for damage.
+_MAGIC = b"RPC\x02"
 #: The modules whose code decides what a file parses to, what a phase hashes to, how a state
 #: reads and what is planned from them (paths under the package).
 _DECIDING = (
@@ -117,8 +119,8 @@ class PlanCache:
             return
         try:
             # A checksum first: a torn or damaged file is refused before marshal reads a byte of it.
-            magic, digest, payload = data[:4], data[4:36], data[36:]
-            if magic != _MAGIC or hashlib.blake2b(payload, digest_size=32).digest() != digest:
+            magic, crc, payload = data[:4], data[4:8], data[8:]
+            if magic != _MAGIC or zlib.crc32(payload).to_bytes(4, "big") != crc:
                 raise ValueError("damaged, or not a plan cache")
             loaded = marshal.loads(payload)  # noqa: S302 (our own file under the git dir, checksummed)
             if not (isinstance(loaded, tuple) and len(loaded) == 4 and loaded[0] == self._fingerprint):
@@ -260,7 +262,7 @@ class PlanCache:
                 return
         try:
             payload = _dumps(self._fingerprint, self._used_docs, self._used_resolved, plans)
-            data = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+            data = _MAGIC + zlib.crc32(payload).to_bytes(4, "big") + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)
             try:

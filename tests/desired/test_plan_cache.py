@@ -98,8 +98,8 @@ def test_problems_from_a_warm_cache_still_name_line_and_column(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "damage",
-    [b"", b"not a cache at all", b"RPC\x01" + b"\0" * 32 + b"garbage", None],
-    ids=["empty", "garbage", "bad-checksum", "truncated"],
+    [b"", b"not a cache at all", b"RPC\x02" + b"\0" * 4 + b"garbage", b"RPC\x01" + b"\0" * 32 + b"old", None],
+    ids=["empty", "garbage", "bad-checksum", "older-format", "truncated"],
 )
 def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path: Path, damage: bytes | None) -> None:
     repo = make_repo(tmp_path, {"environments/api.yaml": env_yaml("api")})
@@ -113,7 +113,7 @@ def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path: Path, damage: bytes 
     assert after.returncode == 0, after.stderr
     assert after.stdout.split('"generatedAt"')[0] == before.stdout.split('"generatedAt"')[0]
     assert after.stderr == ""
-    assert path.read_bytes()[:4] == b"RPC\x01"
+    assert path.read_bytes()[:4] == b"RPC\x02"
     assert len(path.read_bytes()) == len(good)
 
 
@@ -222,3 +222,16 @@ def test_a_change_of_a_few_files_in_a_fleet_leaves_the_cache_file_as_it_is(tmp_p
     assert cache_file(repo).read_bytes() != before  # three changed files are: written
     _, cache = warm_load(repo)
     assert not any(parsed.text is not None for parsed in cache.parsed.values())
+
+
+def test_a_cache_with_one_byte_changed_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"environments/api.yaml": env_yaml("api")})
+    before = plan(repo)
+    path = cache_file(repo)
+    good = bytearray(path.read_bytes())
+    good[len(good) // 2] ^= 0x01  # what the checksum is for: the file reads, marshal might too
+    path.write_bytes(bytes(good))
+    after = plan(repo)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.split('"generatedAt"')[0] == before.stdout.split('"generatedAt"')[0]
+    assert path.read_bytes() != bytes(good)  # rewritten
