@@ -1,4 +1,4 @@
-"""A forked helper that does part of a one-shot command's cold load on the other core (decision 026).
+"""A forked helper that does part of a one-shot command's cold load on the other core (decisions 026, 031).
 
 ``reconcile plan`` over thousands of environment files with no plan cache is
 CPU-bound in one process. After the package is imported and the config and
@@ -9,6 +9,8 @@ phase hashes keyed by git object ids, decision 017), which the parent checks
 and uses exactly as it uses a plan cache a previous run left. So a helper can
 only save work, never change a result: if it fails, dies, or sends something
 damaged, its entries are missing and the parent computes them itself.
+For ``plan`` the child then decides its half's plans and sends them as a second
+message, taken as kept plans (decision 031): the same rule holds for them.
 """
 
 from __future__ import annotations
