@@ -80,8 +80,9 @@ class LooseObjects:
         return self.misses > MAX_MISSES and self.misses > 4 * self.hits
 
     def _read(self, oid: str, kind: bytes) -> bytes | None:
+        path = f"{self._dir}/{oid[:2]}/{oid[2:]}"
         try:
-            fd = os.open(f"{self._dir}/{oid[:2]}/{oid[2:]}", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
@@ -100,6 +101,8 @@ class LooseObjects:
         if inflater.unconsumed_tail:
             return None  # larger than a state: libgit2 reads it
         if not inflater.eof:
+            if _size(path) != len(compressed):
+                return None  # a short read (a network filesystem), not a short file: libgit2 reads it
             raise DamagedObject(f"object {oid} is damaged: its compressed data ends early")
         header, nul, content = raw.partition(b"\0")
         if not nul or header != b"%s %d" % (kind, len(content)):
@@ -107,6 +110,13 @@ class LooseObjects:
         if hashlib.sha1(raw, usedforsecurity=False).hexdigest() != oid:
             return None
         return content
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 def regular_file_id(tree: bytes, name: bytes) -> str | None:
