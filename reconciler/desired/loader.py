@@ -38,7 +38,7 @@ from reconciler.desired.models import (
     TofuStep,
     state_ref_refusal,
 )
-from reconciler.desired.plancache import PlanCache
+from reconciler.desired.plancache import HelperFacts, PlanCache
 from reconciler.desired.resolved import (
     DeferredEnvironment,
     DesiredSnapshot,
@@ -628,14 +628,27 @@ def _start_helper(
     loaded: dict[str, _EnvResult] = {}
 
     def work() -> bytes:
+        index: dict[str, HelperFacts] = {}
         for stem in share:
             entry = todo[stem]
-            if entry is not None:
-                try:
-                    loaded[stem] = _load_environment(stem, entry, blueprints, source, cache)
-                except Exception:  # noqa: S112 (the parent loads it, and reports why)
-                    continue
-        return disk.learned()
+            if entry is None:
+                continue
+            try:
+                found = loaded[stem] = _load_environment(stem, entry, blueprints, source, cache)
+            except Exception:  # noqa: S112 (the parent loads it, and reports why)
+                continue
+            env = found.result
+            if isinstance(env, ResolvedEnvironment):
+                bp = blueprints.get(found.blueprint) if found.blueprint else None
+                index[stem] = (
+                    entry.blob_id,
+                    found.blueprint,
+                    bp.blob_id if bp is not None else found.blueprint,
+                    env.depends_on,
+                    tuple((str(phase), value) for phase, value in env.phase_hashes.items()),
+                    found.refs,
+                )
+        return disk.learned(index)
 
     share_next = cache.share_next
 
@@ -756,6 +769,10 @@ def _deferred(
     schema are the ones it gives, and building it later cannot fail but on a damaged cache.
     """
     disk = cache.disk
+    if disk is not None and stem in disk.helper_index:
+        helped = _helped(stem, path, entry, blueprints, disk.helper_index[stem], source, cache)
+        if helped is not None:
+            return helped
     document = disk.document("environment", entry.blob_id) if disk is not None else None
     if type(document) is not dict or disk is None:
         return None
@@ -804,6 +821,62 @@ def _deferred(
         phase_hashes=hashes,
         depends_on=tuple(depends),
         build=build,
+    )
+    return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
+
+
+def _helped(
+    stem: str,
+    path: str,
+    entry: FileEntry,
+    blueprints: Mapping[str, _Blueprint],
+    facts: HelperFacts,
+    source: TreeSource,
+    cache: ParseCache,
+) -> _EnvResult | None:
+    """An environment of the load helper's half, deferred from what it sent (decision 031).
+
+    The helper loaded this very blob against these very blueprints in the same tree, so its
+    phase hashes hold; the document, needed only if the environment is built, is read from
+    the helper's section then.
+    """
+    try:
+        blob_id, name, blueprint_key, depends, hashes_sent, refs = facts
+        if blob_id != entry.blob_id:
+            return None
+        blueprint = blueprints.get(name) if name else None
+        if name and (blueprint is None or blueprint.model is None or blueprint.blob_id != blueprint_key):
+            return None
+        hashes = MappingProxyType({_PHASE_NAMED[phase]: value for phase, value in hashes_sent})
+        depends_on = tuple(depends)
+    except Exception:  # a damaged hand-over: the file is loaded here
+        return None
+    disk = cache.disk
+    assert disk is not None
+    read = _reader(source, path, entry)
+
+    def build() -> ResolvedEnvironment:
+        document = disk.document("environment", entry.blob_id)
+        env = EnvironmentFile.model_validate(document) if document is not None else None
+        if env is None:
+            parsed, _ = _parse(read(), EnvironmentFile)
+            env = parsed.model if isinstance(parsed.model, EnvironmentFile) else None
+        if env is None:
+            raise RuntimeError(f"{path}: the load helper said this file was valid, and it no longer loads so")
+        phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
+        return ResolvedEnvironment(
+            name=stem,
+            path=path,
+            spec=env.spec,
+            vars=MappingProxyType(merged_vars),
+            phases=MappingProxyType(phases),
+            phase_hashes=hashes,
+            blob_id=entry.blob_id,
+            labels=MappingProxyType(dict(env.metadata.labels)),
+        )
+
+    deferred = DeferredEnvironment(
+        name=stem, path=path, blob_id=entry.blob_id, phase_hashes=hashes, depends_on=depends_on, build=build
     )
     return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
 

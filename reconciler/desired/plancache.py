@@ -45,7 +45,7 @@ CACHE_FILE = "plan-cache.marshal"
 #: The file is written again when at least one entry in this many changed (or was not used).
 REWRITE_SHARE = 64
 #: Bumped when the layout of the file changes.
-FORMAT = 2
+FORMAT = 3
 #: Then a CRC-32 of the payload: the file is replaced whole (a rename), so the check is for damage.
 _MAGIC = b"RPC\x02"
 #: The modules whose code decides what a file parses to, what a phase hashes to, how a state
@@ -65,6 +65,16 @@ _DECIDING = (
 Document = Any
 #: ``(phase hashes as (phase, hash) pairs, probed paths as (path, object id or None) pairs)``.
 Resolution = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str | None], ...]]
+#: Per environment of a helper's half: file blob id, blueprint name, blueprint key (its blob id, or its
+#: name when it has none), ``dependsOn``, phase hashes and probed paths (``loader._deferred``).
+HelperFacts = tuple[
+    str,
+    str | None,
+    str | None,
+    tuple[str, ...],
+    tuple[tuple[str, str], ...],
+    tuple[tuple[str, str | None], ...],
+]
 #: What a plan was decided from and the plan, as plain values (``cli.kept_plans``).
 KeptPlan = Any
 
@@ -101,6 +111,13 @@ class PlanCache:
         self._plans: dict[str, KeptPlan] = {}
         self._used_plans: dict[str, KeptPlan] = {}
         self._refs: dict[tuple[tuple[str, str | None], ...], tuple[tuple[str, str | None], ...]] = {}
+        #: A helper's documents and hashes, as it marshalled them (``merge``): written as they are,
+        #: and read only if something looks one up (``_absorb``).
+        self._sections: list[bytes] = []
+        #: Per environment of a helper's half: what deferring it needs (``loader._deferred``).
+        self.helper_index: dict[str, HelperFacts] = {}
+        #: The blob ids of those environments (what a section may hold a document of).
+        self._helper_blobs: set[str] = set()
         #: Entries this run added, changed or dropped (a few are not worth writing the file for).
         self._changes = 0
         #: The file must be written whatever changed: it is missing, damaged, or another version's.
@@ -123,11 +140,18 @@ class PlanCache:
             if magic != _MAGIC or zlib.crc32(payload).to_bytes(4, "big") != crc:
                 raise ValueError("damaged, or not a plan cache")
             loaded = marshal.loads(payload)  # noqa: S302 (our own file under the git dir, checksummed)
-            if not (isinstance(loaded, tuple) and len(loaded) == 4 and loaded[0] == self._fingerprint):
+            if not (isinstance(loaded, tuple) and len(loaded) == 5 and loaded[0] == self._fingerprint):
                 raise ValueError("another version, or not a plan cache")
-            docs, resolved, plans = loaded[1], loaded[2], loaded[3]
-            if not isinstance(docs, dict) or not isinstance(resolved, dict) or not isinstance(plans, dict):
+            docs, resolved, plans, sections = loaded[1], loaded[2], loaded[3], loaded[4]
+            if (
+                not all(isinstance(part, dict) for part in (docs, resolved, plans))
+                or type(sections) is not list
+            ):
                 raise ValueError("unexpected layout")
+            for section in sections:
+                more_docs, more_resolved = marshal.loads(section)  # noqa: S302 (inside our checksummed file)
+                docs.update(more_docs)
+                resolved.update(more_resolved)
         except Exception as e:  # only a cache: whatever is wrong with it, it is ignored and rewritten
             logger.debug("plan cache %s ignored: %s", self.path, e)
             self._rewrite = True
@@ -140,6 +164,9 @@ class PlanCache:
     def document(self, kind: str, blob_id: str) -> Document | None:
         key = f"{kind}:{blob_id}"
         found = self._docs.get(key)
+        if found is None and self._sections and blob_id in self._helper_blobs:
+            self._absorb()
+            found = self._docs.get(key)
         if found is not None:
             self._used_docs[key] = found
         return found
@@ -172,6 +199,9 @@ class PlanCache:
     def resolution(self, stem: str, blob_id: str, blueprint: str | None) -> Resolution | None:
         key = self._key(stem, blob_id, blueprint)
         found = self._resolved.get(key)
+        if found is None and self._sections and stem in self.helper_index:
+            self._absorb()
+            found = self._resolved.get(key)
         if found is not None:
             self._used_resolved[key] = found
         return found
@@ -199,26 +229,48 @@ class PlanCache:
 
     # -- a helper's share (desired/helper.py) --------------------------------------
 
-    def learned(self) -> bytes:
-        """What this process used or learned, for the process that forked it to ``merge``."""
-        return _dumps(self._fingerprint, self._used_docs, self._used_resolved)
+    def learned(self, index: dict[str, HelperFacts]) -> bytes:
+        """What this process used or learned, for the process that forked it to ``merge``.
+
+        ``index``: per environment of its half, what deferring it needs; the documents and hashes
+        go as one section the parent writes into its cache file without reading it.
+        """
+        section = _dumps_section(self._used_docs, self._used_resolved)
+        return marshal.dumps((self._fingerprint, index, section))
 
     def merge(self, payload: bytes) -> None:
-        """Entries a forked helper ``learned``: used like entries read from the file (checked on use)."""
+        """Entries a forked helper ``learned``: its index for deferring, its section kept whole."""
         try:
-            fingerprint, docs, resolved = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
-            if fingerprint != self._fingerprint or type(docs) is not dict or type(resolved) is not dict:
+            fingerprint, index, section = marshal.loads(payload)  # noqa: S302 (our own child's, via a pipe)
+            if fingerprint != self._fingerprint or type(index) is not dict or type(section) is not bytes:
                 raise ValueError("unexpected layout")
-            for key, value in resolved.items():
-                resolved[key] = (value[0], self._refs.setdefault(value[1], value[1]))
+            blobs = {str(facts[0]) for facts in index.values()}
         except Exception as e:  # a damaged hand-over: the parent parses those files itself
             logger.debug("load helper's entries ignored: %s", e)
             return
-        for key, document in docs.items():
-            self._docs.setdefault(key, document)
-        for key, value in resolved.items():
-            self._resolved.setdefault(key, value)
-        self._changes += len(docs) + len(resolved)
+        self.helper_index.update(index)
+        self._helper_blobs.update(blobs)
+        self._sections.append(section)
+        self._changes += 2 * len(index)
+
+    def _absorb(self) -> None:
+        """Read the helpers' sections into the maps (something looked up an entry not found there)."""
+        sections, self._sections = self._sections, []
+        for section in sections:
+            try:
+                docs, resolved = marshal.loads(section)  # noqa: S302 (our own child's)
+            except Exception as e:  # a damaged hand-over: those files are parsed again
+                logger.debug("load helper's section ignored: %s", e)
+                continue
+            for key, kept in resolved.items():
+                shared = (kept[0], self._refs.setdefault(kept[1], kept[1]))
+                resolved[key] = shared
+                self._resolved.setdefault(key, shared)
+            for key, document in docs.items():
+                self._docs.setdefault(key, document)
+            # All of it is this run's: written whether looked up or not.
+            self._used_docs.update(docs)
+            self._used_resolved.update(resolved)
 
     def learned_plans(self) -> bytes:
         """The plans this process kept, for the process that forked it to ``merge_plans``."""
@@ -244,7 +296,7 @@ class PlanCache:
 
     def save(self) -> None:
         """Write what this run used, atomically; nothing when it was all found there already."""
-        if not self._used_docs and not self._used_resolved:
+        if not self._used_docs and not self._used_resolved and not self._sections:
             return
         # A run that planned nothing (``validate``) leaves the plans the last ``plan`` kept.
         plans = self._used_plans or self._plans
@@ -258,10 +310,13 @@ class PlanCache:
             # After a change of a few files in a fleet the file is kept as it is, and those few are
             # parsed and decided again by the next runs (~1 ms each) until they are worth writing
             # it for (it holds the whole fleet: ~7 MB at 10,000 environments, ~50 ms to write).
-            if changes * REWRITE_SHARE < len(self._used_docs) + len(self._used_resolved) + len(plans):
+            entries = (
+                len(self._used_docs) + len(self._used_resolved) + len(plans) + 2 * len(self.helper_index)
+            )
+            if changes * REWRITE_SHARE < entries:
                 return
         try:
-            payload = _dumps(self._fingerprint, self._used_docs, self._used_resolved, plans)
+            payload = _dumps(self._fingerprint, self._used_docs, self._used_resolved, plans, self._sections)
             data = _MAGIC + zlib.crc32(payload).to_bytes(4, "big") + payload
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", dir=self.path.parent)
@@ -292,3 +347,18 @@ def _dumps(fingerprint: str, docs: dict[str, Document], *rest: Any) -> bytes:
                 continue
             plain[key] = document
         return marshal.dumps((fingerprint, plain, *rest))
+
+
+def _dumps_section(docs: dict[str, Document], resolved: dict[str, Resolution]) -> bytes:
+    """A helper's documents and hashes as one marshalled section (``_dumps``'s rule for documents)."""
+    try:
+        return marshal.dumps((docs, resolved))
+    except ValueError:
+        plain = {}
+        for key, document in docs.items():
+            try:
+                marshal.dumps(document)
+            except ValueError:
+                continue
+            plain[key] = document
+        return marshal.dumps((plain, resolved))

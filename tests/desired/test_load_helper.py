@@ -16,7 +16,8 @@ import pytest
 
 from reconciler.desired import helper, loader
 from reconciler.desired.loader import ParseCache, load_snapshot
-from reconciler.desired.resolved import DesiredSnapshot
+from reconciler.desired.plancache import PlanCache
+from reconciler.desired.resolved import DeferredEnvironment, DesiredSnapshot
 from tests.desired.helpers import env_yaml, make_repo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,12 +71,29 @@ def plain(snapshot: DesiredSnapshot) -> object:
 
 
 def test_the_helper_loads_half_and_the_result_is_a_load_without_it(
-    fleet: Path, parsed_here: list[str]
+    fleet: Path, parsed_here: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert helper.can_fork()
+    absorbed: list[int] = []
+    real_absorb = PlanCache._absorb
+
+    def absorb(self: PlanCache) -> None:
+        absorbed.append(len(self._sections))
+        real_absorb(self)
+
+    monkeypatch.setattr(PlanCache, "_absorb", absorb)
     helped = load(fleet)
+    assert absorbed == []  # the helper's section went into the cache file unread
     # Its half, and the one file of the helper's half that is refused (refusals are never kept).
     assert parsed_here == [*NAMES[: FILES // 2], "env-10"]
+    # The helper's environments are deferred from what it sent: its documents are read (from the
+    # section it sent, kept whole in the cache file) only when one is built.
+    web = helped.environments["web"]
+    assert isinstance(web, DeferredEnvironment)
+    assert not web.built
+    assert web.vars["http_port"] == 8000
+    assert web.built
+    assert absorbed == [1]  # read once, for the first environment built
     # The same load in one process (a fresh cache, no helper):
     parsed_here.clear()
     alone = load_snapshot(pygit2.Repository(str(fleet)), "HEAD")
