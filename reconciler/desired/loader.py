@@ -802,27 +802,9 @@ def _deferred(
                 f"{path}: the plan cache's copy of this file no longer passes its schema; "
                 f"remove {disk.path} (it is only a cache) and run again"
             ) from e
-        phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
-        return ResolvedEnvironment(
-            name=stem,
-            path=path,
-            spec=env.spec,
-            vars=MappingProxyType(merged_vars),
-            phases=MappingProxyType(phases),
-            phase_hashes=hashes,
-            blob_id=entry.blob_id,
-            labels=MappingProxyType(dict(env.metadata.labels)),
-        )
+        return _built(stem, path, entry, env, blueprint, hashes, read)
 
-    deferred = DeferredEnvironment(
-        name=stem,
-        path=path,
-        blob_id=entry.blob_id,
-        phase_hashes=hashes,
-        depends_on=tuple(depends),
-        build=build,
-    )
-    return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
+    return _deferred_result(stem, path, entry, name, hashes, tuple(depends), tuple(refs), build, read)
 
 
 def _helped(
@@ -863,22 +845,49 @@ def _helped(
             env = parsed.model if isinstance(parsed.model, EnvironmentFile) else None
         if env is None:
             raise RuntimeError(f"{path}: the load helper said this file was valid, and it no longer loads so")
-        phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
-        return ResolvedEnvironment(
-            name=stem,
-            path=path,
-            spec=env.spec,
-            vars=MappingProxyType(merged_vars),
-            phases=MappingProxyType(phases),
-            phase_hashes=hashes,
-            blob_id=entry.blob_id,
-            labels=MappingProxyType(dict(env.metadata.labels)),
-        )
+        return _built(stem, path, entry, env, blueprint, hashes, read)
 
+    return _deferred_result(stem, path, entry, name, hashes, depends_on, tuple(refs), build, read)
+
+
+def _built(
+    stem: str,
+    path: str,
+    entry: FileEntry,
+    env: EnvironmentFile,
+    blueprint: _Blueprint | None,
+    hashes: Mapping[Phase, str],
+    read: Callable[[], bytes],
+) -> ResolvedEnvironment:
+    """A deferred environment, built: its blueprint merged in, with the phase hashes it was deferred with."""
+    phases, _, merged_vars = _merge(path, _Parsed(None, env, read=read), env, blueprint)
+    return ResolvedEnvironment(
+        name=stem,
+        path=path,
+        spec=env.spec,
+        vars=MappingProxyType(merged_vars),
+        phases=MappingProxyType(phases),
+        phase_hashes=hashes,
+        blob_id=entry.blob_id,
+        labels=MappingProxyType(dict(env.metadata.labels)),
+    )
+
+
+def _deferred_result(
+    stem: str,
+    path: str,
+    entry: FileEntry,
+    blueprint: str | None,
+    hashes: Mapping[Phase, str],
+    depends_on: tuple[str, ...],
+    refs: tuple[tuple[str, str | None], ...],
+    build: Callable[[], ResolvedEnvironment],
+    read: Callable[[], bytes],
+) -> _EnvResult:
     deferred = DeferredEnvironment(
         name=stem, path=path, blob_id=entry.blob_id, phase_hashes=hashes, depends_on=depends_on, build=build
     )
-    return _EnvResult(entry, _Parsed(None, None, read=read), name, deferred, tuple(refs))
+    return _EnvResult(entry, _Parsed(None, None, read=read), blueprint, deferred, refs)
 
 
 def _kept_hashes(

@@ -339,14 +339,7 @@ def _dumps(fingerprint: str, docs: dict[str, Document], *rest: Any) -> bytes:
     try:
         return marshal.dumps((fingerprint, docs, *rest))
     except ValueError:
-        plain: dict[str, Document] = {}
-        for key, document in docs.items():
-            try:
-                marshal.dumps(document)
-            except ValueError:
-                continue
-            plain[key] = document
-        return marshal.dumps((fingerprint, plain, *rest))
+        return marshal.dumps((fingerprint, _marshallable(docs), *rest))
 
 
 def _dumps_section(docs: dict[str, Document], resolved: dict[str, Resolution]) -> bytes:
@@ -354,11 +347,16 @@ def _dumps_section(docs: dict[str, Document], resolved: dict[str, Resolution]) -
     try:
         return marshal.dumps((docs, resolved))
     except ValueError:
-        plain = {}
-        for key, document in docs.items():
-            try:
-                marshal.dumps(document)
-            except ValueError:
-                continue
-            plain[key] = document
-        return marshal.dumps((plain, resolved))
+        return marshal.dumps((_marshallable(docs), resolved))
+
+
+def _marshallable(docs: dict[str, Document]) -> dict[str, Document]:
+    """``docs`` without those marshal cannot hold."""
+    plain: dict[str, Document] = {}
+    for key, document in docs.items():
+        try:
+            marshal.dumps(document)
+        except ValueError:
+            continue
+        plain[key] = document
+    return plain
